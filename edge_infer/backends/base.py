@@ -1,0 +1,97 @@
+"""One inference interface for every runtime (ONNX Runtime, TensorRT, torch).
+
+Pipelines only ever talk to :class:`Backend`, so swapping the runtime is a parameter, not a code change.
+Inputs and outputs are addressed by tensor name, never by position, because exporters reorder outputs.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+Dim = int | str | None  # int: fixed; str: named dynamic dim (e.g. "batch"); None: unnamed dynamic dim
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape and dtype of one model input or output as the runtime reports it."""
+
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str  # numpy dtype name, e.g. "float32", "int64"
+
+    def is_dynamic(self) -> bool:
+        return any(not isinstance(d, int) or d < 0 for d in self.shape)
+
+    def describe(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}[{dims}]:{self.dtype}"
+
+
+class BackendError(RuntimeError):
+    """A model could not be loaded or run; the message says which model and why."""
+
+
+class Backend(abc.ABC):
+    """A loaded model ready to run. Create through :func:`edge_infer.backends.create_backend`."""
+
+    #: short runtime name reported in diagnostics, e.g. "onnxruntime[CPUExecutionProvider]"
+    name: str = "backend"
+
+    def __init__(self, model_path: str) -> None:
+        self.model_path = model_path
+
+    @property
+    @abc.abstractmethod
+    def inputs(self) -> Sequence[TensorInfo]: ...
+
+    @property
+    @abc.abstractmethod
+    def outputs(self) -> Sequence[TensorInfo]: ...
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    @abc.abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run one inference. ``feeds`` maps input name -> array (batch dim included)."""
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Fail with a message naming the tensor instead of the runtime's opaque error."""
+        expected = {t.name: t for t in self.inputs}
+        missing = set(expected) - set(feeds)
+        extra = set(feeds) - set(expected)
+        if missing or extra:
+            raise BackendError(
+                f"{self.model_path}: inputs mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}; "
+                f"model expects {[t.describe() for t in self.inputs]}"
+            )
+        for name, arr in feeds.items():
+            info = expected[name]
+            if len(arr.shape) != len(info.shape):
+                raise BackendError(
+                    f"{self.model_path}: input '{name}' has rank {arr.ndim} {tuple(arr.shape)}, "
+                    f"model expects {info.describe()}"
+                )
+            for got, want in zip(arr.shape, info.shape):
+                if isinstance(want, int) and want >= 0 and got != want:
+                    raise BackendError(
+                        f"{self.model_path}: input '{name}' has shape {tuple(arr.shape)}, model expects {info.describe()}"
+                    )
+
+    def close(self) -> None:
+        """Release runtime resources (sessions, device buffers)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,102 @@
+"""ONNX Runtime backend: the embedded default (CPU here; CUDA / TensorRT execution providers on a robot)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .base import Backend, BackendError, TensorInfo
+
+log = logging.getLogger(__name__)
+
+# Short names accepted in parameters and on the command line -> ONNX Runtime provider names.
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def resolve_providers(requested: Sequence[str]) -> list[str]:
+    """Map aliases to provider names and keep only those this onnxruntime build has (CPU always last).
+
+    A robot image may ship onnxruntime-gpu while a workstation has the CPU build: asking for CUDA there
+    should degrade to CPU with one log line, not fail.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen: list[str] = []
+    for p in requested:
+        name = PROVIDER_ALIASES.get(p.lower(), p)
+        if name not in available:
+            log.warning("ONNX Runtime execution provider %s is not available here (have %s); skipping it", name, available)
+            continue
+        if name not in chosen:
+            chosen.append(name)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(
+        self,
+        model_path: str,
+        providers: Sequence[str] = ("cpu",),
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+    ) -> None:
+        super().__init__(model_path)
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - onnxruntime is a hard dependency
+            raise BackendError("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from e
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.providers = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)
+        except Exception as e:
+            raise BackendError(f"ONNX Runtime could not load {model_path}: {e}") from e
+        self.name = f"onnxruntime[{self.session.get_providers()[0]}]"
+        self._inputs = [self._info(t) for t in self.session.get_inputs()]
+        self._outputs = [self._info(t) for t in self.session.get_outputs()]
+
+    @staticmethod
+    def _info(t) -> TensorInfo:
+        shape = tuple(d if isinstance(d, int) else (d or None) for d in t.shape)
+        return TensorInfo(t.name, shape, _ORT_TYPES.get(t.type, t.type))
+
+    @property
+    def inputs(self) -> Sequence[TensorInfo]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorInfo]:
+        return self._outputs
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        names = list(output_names) if output_names else self.output_names
+        try:
+            values = self.session.run(names, dict(feeds))
+        except Exception as e:
+            self.check_feeds(feeds)  # raises a clearer message when the feeds are the cause
+            raise BackendError(f"{self.model_path}: inference failed: {e}") from e
+        return dict(zip(names, values))

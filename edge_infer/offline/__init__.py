@@ -1,0 +1,1 @@
+"""Offline model tools: export, import, sanitize, quantize, validate, inspect (ROS-free)."""

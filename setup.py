@@ -1,0 +1,38 @@
+"""ament_python package definition: `colcon build` on a robot, `pip install` on a workstation / CI.
+
+Node and tool executables land in lib/edge_infer (setup.cfg) so `ros2 run edge_infer <name>` finds them;
+`edge-infer` is the one CLI for the offline tools.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "edge_infer"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="edge_infer maintainers",
+    maintainer_email="edge-infer@example.com",
+    description="Multi-model inference on ROS 2 sensor streams with ONNX Runtime and TensorRT",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "edge-infer = edge_infer.cli:main",
+            "face_pipeline_node = edge_infer.ros.face_node:main",
+            "audio_node = edge_infer.ros.audio_node:main",
+            "zoo_fetch = edge_infer.cli:zoo_fetch_main",
+        ],
+    },
+)
