@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-COMMAND_MODULES = ["zoo"]
+COMMAND_MODULES = ["zoo", "demo"]
 
 
 class CommandError(RuntimeError):

@@ -116,15 +116,15 @@ def _convert_keras_h5(src: Path, dst: Path, spec: ModelSpec) -> None:
     keras_h5_to_onnx(src, dst, checkpoint_path=dst.parent / ckpt if ckpt else None)
 
 
-def _convert_tflite(src: Path, dst: Path, spec: ModelSpec) -> None:
-    from ..offline.tflite_import import tflite_to_onnx
+def _convert_tflite_face_mesh(src: Path, dst: Path, spec: ModelSpec) -> None:
+    from ..offline.tflite_import import convert_face_mesh
 
-    tflite_to_onnx(src, dst, dynamic_batch=True)
+    convert_face_mesh(src, dst)
 
 
 CONVERTERS: dict[str, Callable[[Path, Path, ModelSpec], None]] = {
     "keras_h5_mini_xception": _convert_keras_h5,
-    "tflite": _convert_tflite,
+    "tflite_face_mesh": _convert_tflite_face_mesh,
 }
 
 
@@ -170,6 +170,8 @@ def fetch(
     entries += list(zoo.samples.values()) if not names else []
     report = FetchReport()
     bar = tqdm(entries, desc="zoo fetch", unit="file", disable=not progress, leave=False)
+    if progress and echo is print:
+        echo = tqdm.write  # keep licence lines from tearing the progress bar
     for entry in bar:
         is_model = isinstance(entry, ModelSpec)
         rel = entry.file if is_model else f"samples/{entry.name}"

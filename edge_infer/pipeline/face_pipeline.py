@@ -1,0 +1,208 @@
+"""Face pipeline: detection -> face mesh + emotion on every face, with MediaPipe-style tracking.
+
+Per frame, each model runs at most once, batched over all faces (dynamic batch): the cost of N faces is
+one detector call plus two batched calls, not 2N calls.
+
+Tracking (``FaceConfig.tracking``): between detector runs each face's mesh ROI comes from its previous
+468 points (as MediaPipe's face mesh does), so a steady stream costs mesh + emotion only. The detector
+runs every ``detect_every`` frames, and at once when a tracked face's mesh confidence drops below
+``mesh_min_confidence`` (face lost), so a tracked frame is never worse than one the tracker could not explain.
+Tracked faces keep the detector's box/keypoint convention: at each detection the offset between the
+detector's box/keypoints and the mesh's is recorded and reapplied to the tracked mesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import Backend, create_backend
+from ..models import emotion as emotion_model
+from ..models import face_mesh, retinaface
+from .frames import Frame
+from .latency import FrameTimer
+
+#: mesh indices standing for RetinaFace's 5 keypoints (right eye, left eye, nose, mouth right, mouth left)
+MESH_KEYPOINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
+
+
+@dataclass
+class FaceConfig:
+    detector_size: tuple[int, int] = retinaface.DEFAULT_INPUT_SIZE  # (width, height)
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.4
+    max_faces: int = 8
+    enable_emotion: bool = True
+    enable_mesh: bool = True
+    tracking: bool = True
+    detect_every: int = 10
+    mesh_min_confidence: float = 0.5
+
+
+@dataclass
+class Face:
+    box: np.ndarray  # [4] x1,y1,x2,y2 in image pixels
+    score: float  # detector score (of the last detection for tracked faces)
+    keypoints: np.ndarray  # [5,2] image pixels
+    tracked: bool = False  # True: box/keypoints derived from the tracked mesh, detector skipped
+    emotion: str | None = None
+    emotion_scores: dict[str, float] | None = None
+    mesh: np.ndarray | None = None  # [468,3] image pixels (z in x's unit)
+    mesh_confidence: float | None = None
+
+
+@dataclass
+class FaceFrameResult:
+    faces: list[Face]
+    width: int
+    height: int
+    timer: FrameTimer
+    detector_ran: bool
+
+
+@dataclass
+class _Track:
+    roi: face_mesh.Roi  # next frame's mesh ROI
+    score: float
+    box_offset: np.ndarray  # detector box relative to the mesh bbox, in units of mesh bbox size
+    kp_offset: np.ndarray  # detector keypoints minus mesh keypoints, in units of mesh bbox size
+
+
+def _mesh_bbox(points: np.ndarray) -> np.ndarray:
+    xy = points[:, :2]
+    return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
+
+
+def _mesh_keypoints(points: np.ndarray) -> np.ndarray:
+    return np.stack([points[list(idx), :2].mean(axis=0) for idx in MESH_KEYPOINTS])
+
+
+def _bbox_scale(bbox: np.ndarray) -> np.ndarray:
+    return np.maximum(bbox[2:] - bbox[:2], 1.0)
+
+
+class FacePipeline:
+    """Runs the three face models on frames; stateful only for tracking (call :meth:`reset` between streams)."""
+
+    def __init__(self, detector: Backend, emotion: Backend | None = None, mesh: Backend | None = None,
+                 config: FaceConfig | None = None) -> None:
+        self.detector, self.emotion, self.mesh = detector, emotion, mesh
+        self.config = config or FaceConfig()
+        self._tracks: list[_Track] = []
+        self._since_detect = 0
+
+    @classmethod
+    def from_models_dir(cls, models_dir: str | Path, backend: str = "onnxruntime", config: FaceConfig | None = None,
+                        **backend_options) -> "FacePipeline":
+        from ..models.spec import load_zoo
+
+        config = config or FaceConfig()
+        zoo = load_zoo()
+
+        def load(name: str) -> Backend:
+            path = zoo.model(name).path(Path(models_dir))
+            if not path.is_file():
+                raise FileNotFoundError(f"model '{name}' not found at {path}: run `edge-infer zoo fetch`")
+            return create_backend(backend, str(path), **backend_options)
+
+        return cls(load("face_detector"), load("emotion") if config.enable_emotion else None,
+                   load("face_mesh") if config.enable_mesh else None, config)
+
+    @property
+    def backend_name(self) -> str:
+        return self.detector.name
+
+    def reset(self) -> None:
+        self._tracks = []
+        self._since_detect = 0
+
+    # ------------------------------------------------------------------------------------------ stages
+    def _detect(self, frame: Frame, timer: FrameTimer) -> retinaface.Detections:
+        c = self.config
+        with timer.stage("preprocess"):
+            tensor, lb = retinaface.prepare_input(frame.rgb(), c.detector_size)
+        with timer.stage("detector"):
+            out = self.detector.run({"input": tensor})
+        with timer.stage("postprocess"):
+            return retinaface.decode(out["loc"], out["conf"], out["landmarks"], retinaface.anchors_for(lb.input_size),
+                                     c.score_threshold, c.nms_threshold, c.max_faces, lb)
+
+    def _run_mesh(self, frame: Frame, rois: list[face_mesh.Roi], timer: FrameTimer) -> tuple[np.ndarray, np.ndarray]:
+        with timer.stage("preprocess"):
+            crops = face_mesh.crop_batch(frame.rgb(), rois)
+        with timer.stage("mesh"):
+            out = self.mesh.run({"image": crops})
+        with timer.stage("postprocess"):
+            return face_mesh.decode(out["landmarks"], out["face_flag"], rois)
+
+    def _run_emotion(self, frame: Frame, faces: list[Face], timer: FrameTimer) -> None:
+        with timer.stage("preprocess"):
+            crops = emotion_model.crop_faces(frame.gray(), np.stack([f.box for f in faces]))
+        with timer.stage("emotion"):
+            scores = self.emotion.run({"input": crops})["scores"]
+        with timer.stage("postprocess"):
+            for face, (label, probs) in zip(faces, emotion_model.decode(scores)):
+                face.emotion, face.emotion_scores = label, probs
+
+    # ------------------------------------------------------------------------------------------ frame
+    def _track(self, frame: Frame, timer: FrameTimer) -> list[Face] | None:
+        """Faces from the tracked ROIs, or None when a face was lost (the caller then detects)."""
+        points, conf = self._run_mesh(frame, [t.roi for t in self._tracks], timer)
+        if (conf < self.config.mesh_min_confidence).any():
+            return None
+        faces = []
+        for track, pts, cf in zip(self._tracks, points, conf):
+            bbox = _mesh_bbox(pts)
+            scale = _bbox_scale(bbox)
+            box = bbox + track.box_offset * np.tile(scale, 2)
+            kps = _mesh_keypoints(pts) + track.kp_offset * scale
+            faces.append(Face(box.astype(np.float32), track.score, kps.astype(np.float32), True, mesh=pts,
+                              mesh_confidence=float(cf)))
+        return faces
+
+    def _detect_faces(self, frame: Frame, timer: FrameTimer) -> list[Face]:
+        dets = self._detect(frame, timer)
+        faces = [Face(b, float(s), k) for b, s, k in zip(dets.boxes, dets.scores, dets.keypoints)]
+        if self.mesh is not None and faces:
+            rois = [face_mesh.roi_from_detection(f.box, f.keypoints) for f in faces]
+            points, conf = self._run_mesh(frame, rois, timer)
+            for f, pts, cf in zip(faces, points, conf):
+                f.mesh, f.mesh_confidence = pts, float(cf)
+        return faces
+
+    def _update_tracks(self, faces: list[Face], detected: bool) -> None:
+        tracks = []
+        for i, f in enumerate(faces):
+            if f.mesh is None or f.mesh_confidence < self.config.mesh_min_confidence:
+                continue
+            if detected:
+                bbox = _mesh_bbox(f.mesh)
+                scale = _bbox_scale(bbox)
+                box_offset = (f.box - bbox) / np.tile(scale, 2)
+                kp_offset = (f.keypoints - _mesh_keypoints(f.mesh)) / scale
+            else:
+                box_offset, kp_offset = self._tracks[i].box_offset, self._tracks[i].kp_offset
+            tracks.append(_Track(face_mesh.roi_from_landmarks(f.mesh), f.score, box_offset, kp_offset))
+        self._tracks = tracks
+
+    def process(self, frame: Frame, timer: FrameTimer | None = None) -> FaceFrameResult:
+        """Faces of one frame in original image pixels; ``timer`` may already hold the node's decode time."""
+        timer = timer or FrameTimer()
+        c = self.config
+        faces: list[Face] | None = None
+        can_track = c.tracking and self.mesh is not None and self._tracks and self._since_detect < c.detect_every - 1
+        if can_track:
+            faces = self._track(frame, timer)
+        detected = faces is None
+        if detected:
+            faces = self._detect_faces(frame, timer)
+            self._since_detect = 0
+        else:
+            self._since_detect += 1
+        if self.emotion is not None and faces:
+            self._run_emotion(frame, faces, timer)
+        if c.tracking:
+            self._update_tracks(faces, detected)
+        return FaceFrameResult(faces, frame.width, frame.height, timer, detected)

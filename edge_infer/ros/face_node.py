@@ -1,0 +1,172 @@
+"""face_pipeline_node: camera images -> faces (detection, emotion, 468-point mesh) as JSON + diagnostics.
+
+Thin over :class:`edge_infer.pipeline.face_pipeline.FacePipeline`. Inference runs on a worker thread fed by
+a one-frame slot: a frame that arrives while the previous one is still being processed replaces the
+waiting one (counted as dropped), so latency stays bounded instead of a queue growing behind a slow model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from ..paths import default_models_dir
+from ..pipeline.draw import draw_faces
+from ..pipeline.face_pipeline import FaceConfig, FacePipeline
+from ..pipeline.face_results import face_result_to_json
+from ..pipeline.frames import BadFrame
+from ..pipeline.latency import FrameTimer
+from ..pipeline.stream_stats import HealthBounds, StreamStats
+from .diagnostics import diagnostic_array
+from .image_conversion import compressed_to_image, image_to_msg, msg_to_image
+from .params import declare, declare_qos
+
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "auto")
+
+
+def _stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class FacePipelineNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("face_pipeline", **kwargs)
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        models_dir = d("models_dir", "", "Models directory; empty = $EDGE_INFER_MODELS or the user cache.", read_only=True)
+        backend = d("backend", "onnxruntime", "Inference runtime.", choices=BACKENDS, read_only=True)
+        providers = d("providers", ["cpu"], "ONNX Runtime execution providers, in order.", read_only=True)
+        threads = d("intra_op_threads", 0, "ONNX Runtime intra-op threads (0 = default).", int_range=(0, 64), read_only=True)
+        self.engine_build = d("engine_build", "auto", "TensorRT engine policy.", choices=("auto", "never", "force"),
+                              read_only=True)
+        config = FaceConfig(
+            detector_size=(d("detector_width", 640, "Detector input width (letterboxed).", int_range=(32, 4096)),
+                           d("detector_height", 384, "Detector input height.", int_range=(32, 4096))),
+            score_threshold=d("score_threshold", 0.6, "Detector score threshold.", float_range=(0.0, 1.0)),
+            nms_threshold=d("nms_threshold", 0.4, "Detector NMS IoU threshold.", float_range=(0.0, 1.0)),
+            max_faces=d("max_faces", 8, "Most faces processed per frame.", int_range=(1, 64)),
+            enable_emotion=d("enable_emotion", True, "Run the emotion classifier on every face.", read_only=True),
+            enable_mesh=d("enable_mesh", True, "Run the 468-point face mesh on every face.", read_only=True),
+            tracking=d("tracking", True, "Track faces with the mesh between detector runs."),
+            detect_every=d("detect_every", 10, "Run the detector at least every N frames.", int_range=(1, 1000)),
+            mesh_min_confidence=d("mesh_min_confidence", 0.5, "Mesh confidence below which a face is lost.",
+                                  float_range=(0.0, 1.0)),
+        )
+        compressed = d("subscribe_compressed", False, "Also subscribe image/compressed.", read_only=True)
+        self.debug_enabled = d("publish_debug_image", True, "Publish ~/debug_image while subscribed.")
+        self.max_lag_ns = int(d("max_stamp_lag_s", 1.0, "Reject frames this much older than the newest.",
+                                float_range=(0.0, 3600.0)) * 1e9)
+        period = d("diagnostics_period_s", 1.0, "Diagnostics period.", float_range=(0.05, 60.0), read_only=True)
+        self.bounds = HealthBounds(
+            min_output_rate_hz=d("min_output_rate_hz", 0.0, "WARN below this output rate (0 = off).",
+                                 float_range=(0.0, 1000.0)),
+            max_latency_ms=d("max_latency_ms", 500.0, "WARN when end-to-end p99 exceeds this (0 = off).",
+                             float_range=(0.0, 1e6)))
+        qos = declare_qos(self, "input_qos", "best_effort", 1)
+
+        options = {"providers": list(providers), "intra_op_threads": threads} if backend == "onnxruntime" else {}
+        self.pipeline = FacePipeline.from_models_dir(Path(models_dir) if models_dir else default_models_dir(),
+                                                     backend=backend, config=config, **options)
+        self.stats = StreamStats()
+        self.faces_pub = self.create_publisher(String, "~/faces", 10)
+        self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "image", lambda m: self._offer(m, False), qos)
+        if compressed:
+            self.create_subscription(CompressedImage, "image/compressed", lambda m: self._offer(m, True), qos)
+        self.create_timer(period, self._publish_diagnostics)
+
+        self._slot: tuple | None = None
+        self._newest_ns = 0
+        self._cv = threading.Condition()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="face_pipeline_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"face pipeline ready: backend {self.pipeline.backend_name}, detector {config.detector_size}, "
+            f"emotion={config.enable_emotion}, mesh={config.enable_mesh}, tracking={config.tracking}")
+
+    # ------------------------------------------------------------------------------------------ input
+    def _bad(self, reason: str, detail: str) -> None:
+        self.stats.on_bad(reason)
+        self.get_logger().warning(f"bad input ({reason}): {detail}", throttle_duration_sec=5.0)
+
+    def _offer(self, msg, compressed: bool) -> None:
+        self.stats.on_input()
+        stamp = _stamp_ns(msg)
+        if stamp and self._newest_ns and self._newest_ns - stamp > self.max_lag_ns:
+            self._bad("stale_stamp", f"stamp {(self._newest_ns - stamp) / 1e9:.2f} s older than the newest frame")
+            return
+        self._newest_ns = max(self._newest_ns, stamp)
+        with self._cv:
+            if self._slot is not None:
+                self.stats.on_drop()
+            self._slot = (msg, compressed)
+            self._cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while self._slot is None and self._running:
+                    self._cv.wait(0.5)
+                if not self._running:
+                    return
+                msg, compressed = self._slot
+                self._slot = None
+            try:
+                self._process(msg, compressed)
+            except Exception as e:  # never let one frame kill the worker
+                self._bad("processing_error", f"{type(e).__name__}: {e}")
+
+    # ------------------------------------------------------------------------------------------ frame
+    def _process(self, msg, compressed: bool) -> None:
+        timer = FrameTimer()
+        try:
+            with timer.stage("convert"):
+                frame = compressed_to_image(msg) if compressed else msg_to_image(msg)
+        except BadFrame as e:
+            self._bad(e.reason, str(e))
+            return
+        result = self.pipeline.process(frame, timer)
+        stamp = _stamp_ns(msg)
+        e2e_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp else None
+        latency = dict(timer.stages, processing=timer.total_ms)
+        if e2e_ms is not None:
+            latency["end_to_end"] = e2e_ms
+        self.faces_pub.publish(String(data=face_result_to_json(
+            result, msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id,
+            self.pipeline.backend_name, latency)))
+        if self.debug_enabled and self.debug_pub.get_subscription_count():
+            out = image_to_msg(draw_faces(frame.bgr(), result), "bgr8", msg.header.frame_id)
+            out.header.stamp = msg.header.stamp
+            self.debug_pub.publish(out)
+        self.stats.on_output(timer, e2e_ms)
+
+    def _publish_diagnostics(self) -> None:
+        self.diag_pub.publish(diagnostic_array(
+            self, f"{self.get_name()}: face pipeline", self.get_fully_qualified_name(), self.stats, self.bounds,
+            {"backend": self.pipeline.backend_name, "models": "face_detector, emotion, face_mesh"}))
+
+    def destroy_node(self) -> None:
+        with self._cv:
+            self._running = False
+            self._cv.notify_all()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    from .runner import run_nodes
+
+    run_nodes([FacePipelineNode], args)
+
+
+if __name__ == "__main__":
+    main()

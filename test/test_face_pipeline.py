@@ -1,0 +1,129 @@
+"""Face pipeline core (ROS-free) on real models and real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
+from edge_infer.pipeline.frames import BadFrame, Frame, decode_compressed, decode_raw
+from edge_infer.sample_frames import load_samples, scene
+
+ASTRONAUT_FACE = (170, 50, 280, 190)  # generous region around the face in astronaut.png (checked by eye)
+
+
+class CountingBackend:
+    """Wraps a real backend and counts calls/batch sizes (instrumentation, the model still runs)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+        self.name = inner.name
+
+    def run(self, feeds, output_names=None):
+        self.calls.append(next(iter(feeds.values())).shape[0])
+        return self.inner.run(feeds, output_names)
+
+
+@pytest.fixture(scope="module")
+def samples(models_dir):
+    return load_samples(models_dir)
+
+
+@pytest.fixture(scope="module")
+def pipeline(models_dir):
+    return FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+
+
+def _inside(box, region, tol=0):
+    return box[0] >= region[0] - tol and box[1] >= region[1] - tol and box[2] <= region[2] + tol and box[3] <= region[3] + tol
+
+
+def test_astronaut_one_face_with_emotion_and_mesh(pipeline, samples):
+    result = pipeline.process(Frame(samples["astronaut.png"], "bgr8"))
+    assert len(result.faces) == 1
+    f = result.faces[0]
+    assert _inside(f.box, ASTRONAUT_FACE) and f.score > 0.9
+    assert f.emotion in f.emotion_scores and abs(sum(f.emotion_scores.values()) - 1) < 1e-3
+    x1, y1, x2, y2 = f.box
+    w, h = x2 - x1, y2 - y1
+    inside = (f.mesh[:, 0] >= x1 - 0.1 * w) & (f.mesh[:, 0] <= x2 + 0.1 * w) & (f.mesh[:, 1] >= y1 - 0.1 * h) & (f.mesh[:, 1] <= y2 + 0.1 * h)
+    assert f.mesh.shape == (468, 3) and inside.mean() > 0.95 and f.mesh_confidence > 0.9
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (640, 640)])
+def test_any_input_size_maps_back_to_image_pixels(pipeline, samples, size):
+    canvas = np.zeros((size[1], size[0], 3), np.uint8)
+    canvas[40:552, 60:572] = samples["astronaut.png"]
+    faces = pipeline.process(Frame(canvas, "bgr8")).faces
+    assert len(faces) == 1
+    ref = pipeline.process(Frame(samples["astronaut.png"], "bgr8")).faces[0].box + np.array([60, 40, 60, 40])
+    # a 1080p frame shrinks this 100 px face to ~35 network px, so compare relative to the face size
+    assert np.abs(faces[0].box - ref).max() < 0.1 * (ref[2] - ref[0])
+
+
+def test_one_batched_call_per_model_for_all_faces(models_dir, samples):
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    p.detector, p.emotion, p.mesh = CountingBackend(p.detector), CountingBackend(p.emotion), CountingBackend(p.mesh)
+    result = p.process(Frame(scene(samples, 0, n_faces=6), "bgr8"))
+    assert len(result.faces) == 6
+    assert p.detector.calls == [1] and p.mesh.calls == [6] and p.emotion.calls == [6]
+    boxes = np.stack([f.box for f in result.faces])
+    assert (boxes[:, 2] > boxes[:, 0]).all() and len({tuple(np.round(b[:2] / 50)) for b in boxes}) == 6
+
+
+def test_black_and_faceless_frames_are_valid_and_empty(pipeline):
+    assert pipeline.process(Frame(np.zeros((720, 1280, 3), np.uint8), "rgb8")).faces == []
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640), dtype=np.uint8)
+    assert pipeline.process(Frame(noise, "mono8")).faces == []
+
+
+def test_tracking_skips_detector_and_stays_as_good_as_detection(models_dir, samples):
+    tracked = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=10))
+    tracked.detector = CountingBackend(tracked.detector)
+    every = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    ious, mesh_err = [], []
+    for i in range(20):
+        frame = Frame(scene(samples, i * 3), "bgr8")
+        a, b = tracked.process(frame), every.process(frame)
+        assert len(a.faces) == len(b.faces) == 1
+        fa, fb = a.faces[0], b.faces[0]
+        ix = np.maximum(0, np.minimum(fa.box[2:], fb.box[2:]) - np.maximum(fa.box[:2], fb.box[:2]))
+        inter = ix[0] * ix[1]
+        area = lambda bx: (bx[2] - bx[0]) * (bx[3] - bx[1])  # noqa: E731
+        ious.append(inter / (area(fa.box) + area(fb.box) - inter))
+        mesh_err.append(np.linalg.norm(fa.mesh[:, :2] - fb.mesh[:, :2], axis=1).mean() / (fb.box[2] - fb.box[0]))
+        assert fa.emotion == fb.emotion
+    assert len(tracked.detector.calls) == 2  # frames 0 and 10
+    assert min(ious) > 0.8, ious  # detector-vs-detector jitter on neighbouring frames is of the same order
+    assert max(mesh_err) < 0.03, mesh_err
+
+
+def test_lost_face_triggers_detection_at_once(models_dir, samples):
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=100))
+    assert len(p.process(Frame(scene(samples, 0), "bgr8")).faces) == 1
+    empty = p.process(Frame(np.full((720, 1280, 3), 40, np.uint8), "bgr8"))
+    assert empty.detector_ran and empty.faces == []
+
+
+@pytest.mark.parametrize("args,reason", [
+    ((b"\x00" * 10, 4, 4, 12, "yuv422"), "unsupported_encoding"),
+    ((b"\x00" * 47, 4, 4, 12, "rgb8"), "bad_length"),
+    ((b"", 0, 0, 0, "rgb8"), "zero_size"),
+    ((b"\x00" * 40, 4, 4, 10, "rgb8"), "bad_step"),
+])
+def test_bad_raw_frames_are_rejected_with_a_reason(args, reason):
+    with pytest.raises(BadFrame) as e:
+        decode_raw(*args)
+    assert e.value.reason == reason
+
+
+def test_corrupt_jpeg_is_rejected():
+    with pytest.raises(BadFrame) as e:
+        decode_compressed(b"\xff\xd8\xff\xe0garbage", "jpeg")
+    assert e.value.reason == "corrupt_compressed"
+
+
+def test_padded_rows_are_viewed_without_copy():
+    rows = np.arange(4 * 16, dtype=np.uint8).reshape(4, 16)  # step 16, 4 px of rgb8 = 12 bytes + 4 padding
+    frame = decode_raw(rows.tobytes(), 4, 4, 16, "rgb8")
+    assert frame.array.shape == (4, 4, 3) and frame.array[1, 0, 0] == 16
