@@ -23,12 +23,15 @@ $(STAMP): requirements.txt constraints.txt setup.py
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# Debian packages used by the audio tests and demo (espeak-ng makes real speech clips).
+# Debian packages used by the audio tests and demo: speech synthesizers that make real speech clips
+# (flite's voices trigger the "hey jarvis" model; espeak-ng gives other voices for negatives).
+SYSPKGS := espeak-ng flite
 sysdeps:
-	@command -v espeak-ng >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then echo "[setup] apt-get install espeak-ng"; \
-	    (apt-get install -y -qq espeak-ng >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq espeak-ng >/dev/null; }); \
-	  else echo "espeak-ng is missing: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
+	@missing=""; for p in $(SYSPKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "[setup] apt-get install$$missing"; \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; }); \
+	  else echo "missing:$$missing -> sudo apt-get install$$missing" >&2; exit 1; fi; fi
 
 models: $(STAMP)
 	$(VENV)/bin/edge-infer zoo fetch --models-dir "$(EDGE_INFER_MODELS)"
