@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_write_json
     from ..models.zoo import fetch
-    from ..ros.demo import model_report, print_face_summary, run_face_demo
+    from ..ros.demo import model_report, print_face_summary, run_audio_demo, run_face_demo
 
     mdir = models_dir(args)
     echo = (lambda s: None) if args.json else print
@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
     echo("== 2. face_pipeline_node (real rclpy) on a stream of 720p frames")
     summary = run_face_demo(mdir, Path(args.out), args.frames, args.rate, echo)
     print_face_summary(summary, echo)
+    echo("== 3. audio_node (real rclpy): voice activity and wake word on synthesized speech")
+    summary["audio"] = run_audio_demo(mdir, echo)
     atomic_write_json(Path(args.out) / "summary.json", summary)
     if args.json:
         print(json.dumps(summary, indent=2))
-    ok = summary["results_received"] > 0 and not summary["bad_messages"]
+    ok = summary["results_received"] > 0 and not summary["bad_messages"] and summary["audio"]["wake_words"] == 1
     return 0 if ok else 1

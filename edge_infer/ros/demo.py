@@ -133,3 +133,64 @@ def print_face_summary(s: dict, echo=print) -> None:
     for k, v in s["latency_ms"].items():
         echo(f"    {k:<14} {v['p50']:>7.1f}  {v['p99']:>7.1f}")
     echo(f"  /diagnostics messages: {s['diagnostics_messages']}; annotated image: {s['annotated_image']}")
+
+
+def run_audio_demo(models_dir: Path, echo=print) -> dict:
+    """Part 3: a synthesized utterance ("please open the door ... hey jarvis") through the real audio_node."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool, Int16MultiArray, String
+
+    from ..pipeline.audio_bench import speech_16k
+    from .audio_node import AudioNode
+
+    silence = np.zeros(16000, np.float32)
+    parts = [silence, speech_16k("please open the door"), silence, speech_16k("hey jarvis"), silence, silence]
+    audio = np.clip(np.concatenate(parts) * 0.7 * 32767, -32768, 32767).astype(np.int16)
+    rclpy.init()
+    node = AudioNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir))])
+    client = Node("edge_infer_audio_demo")
+    events: list[tuple[str, str]] = []
+    client.create_subscription(Bool, "audio_node/vad", lambda m: events.append(("vad", str(m.data))), 50)
+    client.create_subscription(String, "audio_node/speech_segments", lambda m: events.append(("speech_segment", m.data)), 50)
+    client.create_subscription(String, "audio_node/wake_word", lambda m: events.append(("wake_word", m.data)), 50)
+    pub = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(client)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        echo(f"  playing {len(audio) / 16000:.1f} s of synthesized speech (flite) to /audio in 100 ms chunks, real time")
+        t0 = time.monotonic()
+        for i in range(0, len(audio), 1600):
+            msg = Int16MultiArray()
+            msg.data = audio[i:i + 1600].tolist()
+            pub.publish(msg)
+            time.sleep(max(0.0, t0 + (i + 1600) / 16000 - time.monotonic()))
+        time.sleep(0.5)
+        rtf = node.pipeline.real_time_factor
+    finally:
+        executor.shutdown()
+        spin.join(timeout=5)
+        node.destroy_node()
+        client.destroy_node()
+        rclpy.try_shutdown()
+    for kind, text in events:
+        if kind == "vad":
+            echo(f"    ~/vad             speaking={text}")
+        else:
+            d = json.loads(text)
+            if kind == "wake_word":
+                echo(f"    ~/wake_word       '{d['keyword']}' score {d['score']:.2f} at {d['stream_time']:.2f} s")
+            else:
+                echo(f"    ~/speech_segments {d['start_time']:.2f}-{d['end_time']:.2f} s ({d['duration']:.2f} s)")
+    wake = [e for e in events if e[0] == "wake_word"]
+    echo(f"  wake words: {len(wake)}; real-time factor {rtf:.3f}")
+    return {"events": len(events), "wake_words": len(wake), "real_time_factor": rtf}

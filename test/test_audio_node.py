@@ -1,0 +1,116 @@
+"""audio_node under real rclpy: real synthesized speech in, VAD / segment / wake-word events out."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from audio_clips import SR, clip, padded, to_int16
+
+
+@pytest.fixture(scope="module")
+def graph(ros, models_dir):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool, Int16MultiArray, String
+
+    from edge_infer.ros.audio_node import AudioNode
+
+    node = AudioNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir)),
+                                          Parameter("diagnostics_period_s", value=0.2)])
+    client = Node("audio_node_test_client")
+    g = {"vad": [], "segments": [], "wake": [], "diags": [], "node": node, "client": client}
+    client.create_subscription(Bool, "audio_node/vad", lambda m: g["vad"].append(m.data), 50)
+    client.create_subscription(String, "audio_node/speech_segments", lambda m: g["segments"].append(json.loads(m.data)), 50)
+    client.create_subscription(String, "audio_node/wake_word", lambda m: g["wake"].append(json.loads(m.data)), 50)
+    client.create_subscription(DiagnosticArray, "/diagnostics", g["diags"].append, 50)
+    g["pub"] = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+    ex = MultiThreadedExecutor(num_threads=2)
+    ex.add_node(node)
+    ex.add_node(client)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 10
+    while g["pub"].get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield g
+    ex.shutdown()
+    th.join(timeout=5)
+    node.destroy_node()
+    client.destroy_node()
+
+
+def _play(g, samples: np.ndarray, chunk: int = 1600) -> None:
+    from std_msgs.msg import Int16MultiArray
+
+    for i in range(0, len(samples), chunk):
+        msg = Int16MultiArray()
+        msg.data = to_int16(samples[i:i + chunk]).tolist()
+        g["pub"].publish(msg)
+        time.sleep(0.002)
+
+
+def _wait(cond, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cond()
+
+
+def test_hey_jarvis_gives_one_wake_word_and_a_speech_segment(graph):
+    n_wake, n_seg = len(graph["wake"]), len(graph["segments"])
+    _play(graph, padded(clip("hey jarvis", "flite", "kal16"), 1.0, 1.5))
+    assert _wait(lambda: len(graph["wake"]) > n_wake and len(graph["segments"]) > n_seg)
+    time.sleep(0.5)
+    assert len(graph["wake"]) == n_wake + 1
+    w = graph["wake"][-1]
+    assert w["schema"] == "edge_infer/wake_word" and w["version"] == 1 and w["keyword"] == "hey jarvis"
+    assert w["score"] >= 0.5 and 1.0 < w["stream_time"] and "wall_stamp" in w
+    seg = graph["segments"][-1]
+    assert seg["schema"] == "edge_infer/speech_segment" and 0.3 < seg["duration"] < 2.5
+    assert True in graph["vad"] and False in graph["vad"]
+
+
+def test_other_speech_gives_no_wake_word(graph):
+    n_wake, n_seg = len(graph["wake"]), len(graph["segments"])
+    _play(graph, padded(clip("please open the door", "flite", "kal16"), 0.5, 1.5))
+    assert _wait(lambda: len(graph["segments"]) > n_seg)
+    time.sleep(0.5)
+    assert len(graph["wake"]) == n_wake
+
+
+def test_bad_audio_is_counted_and_survived(graph):
+    from std_msgs.msg import Int16MultiArray
+
+    node = graph["node"]
+    stats = node.pipeline.stream.stats
+    chunks_before = stats.chunks
+    graph["pub"].publish(Int16MultiArray())  # empty
+    clipped = np.full(1600, 32767, np.int16)
+    msg = Int16MultiArray()
+    msg.data = clipped.tolist()
+    graph["pub"].publish(msg)
+    assert _wait(lambda: stats.chunks >= chunks_before + 2)
+    assert stats.clipped_samples > 0 and stats.empty_chunks > 0
+    n_wake = len(graph["wake"])
+    _play(graph, padded(clip("hey jarvis", "flite", "awb"), 2.5, 1.5))  # still works afterwards
+    assert _wait(lambda: len(graph["wake"]) > n_wake)
+
+
+def test_diagnostics_report_rtf_latency_and_backends(graph):
+    assert _wait(lambda: any("audio pipeline" in s.name for d in graph["diags"] for s in d.status))
+    time.sleep(0.3)
+    status = [s for d in graph["diags"] for s in d.status if "audio pipeline" in s.name][-1]
+    values = {kv.key: kv.value for kv in status.values}
+    for key in ("real_time_factor", "backends", "bad_chunks", "gaps", "clipped_samples", "detection_latency_ms",
+                "wake_words"):
+        assert key in values, key
+    assert 0 < float(values["real_time_factor"]) < 1 and "onnxruntime" in values["backends"]
+    assert int(values["wake_words"]) >= 1
