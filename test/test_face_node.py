@@ -167,3 +167,17 @@ def test_slow_consumer_drops_stale_frames_instead_of_queueing(graph, astronaut_r
     time.sleep(2.0)
     processed = node.stats.outputs - outputs
     assert node.stats.dropped > dropped and processed < 30
+
+
+def test_rebuild_engines_service_answers_on_onnxruntime(graph):
+    from std_srvs.srv import Trigger
+
+    cli = graph["client"].create_client(Trigger, "face_pipeline/rebuild_engines")
+    assert cli.wait_for_service(timeout_sec=5)
+    future = cli.call_async(Trigger.Request())
+    deadline = time.monotonic() + 5
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert future.done()
+    resp = future.result()
+    assert resp.success is False and "onnxruntime" in resp.message and "no TensorRT engines" in resp.message

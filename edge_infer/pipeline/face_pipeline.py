@@ -102,10 +102,14 @@ class FacePipeline:
         zoo = load_zoo()
 
         def load(name: str) -> Backend:
-            path = zoo.model(name).path(Path(models_dir))
+            spec = zoo.model(name)
+            path = spec.path(Path(models_dir))
             if not path.is_file():
                 raise FileNotFoundError(f"model '{name}' not found at {path}: run `edge-infer zoo fetch`")
-            return create_backend(backend, str(path), **backend_options)
+            options = dict(backend_options)
+            if backend in ("tensorrt", "auto") and spec.profile:
+                options.setdefault("spec_profile", spec.profile)  # engine optimization profile from the zoo
+            return create_backend(backend, str(path), **options)
 
         return cls(load("face_detector"), load("emotion") if config.enable_emotion else None,
                    load("face_mesh") if config.enable_mesh else None, config)

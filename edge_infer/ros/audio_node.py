@@ -14,6 +14,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
 
 from ..paths import default_models_dir
 from ..pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
@@ -88,9 +89,11 @@ class AudioNode(Node):
         self.max_rtf = d("max_real_time_factor", 0.5, "WARN above this real-time factor.", float_range=(0.0, 100.0))
         qos = declare_qos(self, "input_qos", "reliable", 50)
         msg_class = import_message(self.type_string)
-        self.pipeline = AudioPipeline.from_models_dir(Path(models_dir) if models_dir else default_models_dir(),
-                                                      keywords=list(keywords), backend=backend, config=config,
-                                                      stream=stream)
+        self._make_pipeline = lambda **over: AudioPipeline.from_models_dir(
+            Path(models_dir) if models_dir else default_models_dir(), keywords=list(keywords), backend=backend,
+            config=config, stream=stream, **({"engine_build": self.engine_build, **over} if backend != "onnxruntime" else {}))
+        self.pipeline = self._make_pipeline()
+        self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
         self.vad_pub = self.create_publisher(Bool, "~/vad", 10)
         self.segment_pub = self.create_publisher(String, "~/speech_segments", 10)
         self.wake_pub = self.create_publisher(String, "~/wake_word", 10)
@@ -129,6 +132,21 @@ class AudioNode(Node):
             self.last_detection_delay_ms = event.pipeline_delay_ms
             self.wake_pub.publish(String(data=text))
             self.get_logger().info(f"wake word '{event.keyword}' score {event.score:.2f} at {event.stream_time:.2f} s")
+
+    def _rebuild_engines(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """std_srvs/Trigger: rebuild the TensorRT engines (engine_build: force); a new stream starts after it."""
+        names = self.pipeline.backends()
+        if not any(v.startswith("tensorrt") for v in names.values()):
+            response.success = False
+            response.message = f"backends are {names}: there are no TensorRT engines to rebuild"
+            return response
+        try:
+            self.pipeline = self._make_pipeline(engine_build="force")
+        except Exception as e:
+            response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
+            return response
+        response.success, response.message = True, "engines rebuilt"
+        return response
 
     def _publish_diagnostics(self) -> None:
         diag = self.pipeline.diagnostics()

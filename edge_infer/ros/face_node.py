@@ -17,6 +17,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from ..paths import default_models_dir
 from ..pipeline.draw import draw_faces
@@ -71,9 +72,12 @@ class FacePipelineNode(Node):
                              float_range=(0.0, 1e6)))
         qos = declare_qos(self, "input_qos", "best_effort", 1)
 
-        options = {"providers": list(providers), "intra_op_threads": threads} if backend == "onnxruntime" else {}
-        self.pipeline = FacePipeline.from_models_dir(Path(models_dir) if models_dir else default_models_dir(),
-                                                     backend=backend, config=config, **options)
+        options = {"providers": list(providers), "intra_op_threads": threads, "engine_build": self.engine_build}
+        self._make_pipeline = lambda **over: FacePipeline.from_models_dir(
+            Path(models_dir) if models_dir else default_models_dir(), backend=backend, config=config,
+            **{**options, **over})
+        self.pipeline = self._make_pipeline()
+        self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
         self.stats = StreamStats()
         self.faces_pub = self.create_publisher(String, "~/faces", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
@@ -148,6 +152,22 @@ class FacePipelineNode(Node):
             out.header.stamp = msg.header.stamp
             self.debug_pub.publish(out)
         self.stats.on_output(timer, e2e_ms)
+
+    def _rebuild_engines(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """std_srvs/Trigger: rebuild every TensorRT engine (engine_build: force) and swap them in."""
+        if not self.pipeline.backend_name.startswith("tensorrt"):
+            response.success = False
+            response.message = f"backend is {self.pipeline.backend_name}: there are no TensorRT engines to rebuild"
+            return response
+        try:
+            new = self._make_pipeline(engine_build="force")
+        except Exception as e:
+            response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
+            return response
+        with self._cv:  # the worker takes frames under this lock: swap between frames
+            self.pipeline = new
+        response.success, response.message = True, "engines rebuilt"
+        return response
 
     def _publish_diagnostics(self) -> None:
         self.diag_pub.publish(diagnostic_array(
