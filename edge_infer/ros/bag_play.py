@@ -1,0 +1,156 @@
+"""`edge-infer bag play`: publish a bag's topics with rclpy, with the original timing, a rate multiplier or
+as fast as possible, optionally looping. Messages are published as the recorded CDR bytes (rclpy's
+``Publisher.publish`` accepts serialized bytes), so any type whose Python package is installed plays without
+decoding. QoS follows the bag's offered QoS (best effort for camera topics, as recorded) unless overridden.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..bags.read import RawMessage, load_raw
+
+
+def message_class(msgtype: str):
+    """``pkg/msg/Type`` -> the rclpy message class (needs the message package installed)."""
+    pkg, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as e:
+        raise ImportError(f"message type {msgtype} is not installed (python package {pkg})") from e
+
+
+def bag_qos(path: Path) -> dict[str, str]:
+    """Per-topic 'best_effort' / 'reliable' from the bag's offered QoS (v8 string or v9 list metadata)."""
+    import yaml
+
+    meta = yaml.safe_load((Path(path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    out = {}
+    for t in meta.get("topics_with_message_count", []):
+        tm = t["topic_metadata"]
+        q = tm.get("offered_qos_profiles") or []
+        if isinstance(q, str):
+            q = yaml.safe_load(q) or []
+        rel = [p.get("reliability") for p in q if isinstance(p, dict)]
+        out[tm["name"]] = "best_effort" if any(r in (2, "best_effort") for r in rel) else "reliable"
+    return out
+
+
+def qos_profile(kind: str, depth: int = 10):
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    if kind == "sensor":
+        return qos_profile_sensor_data
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if kind == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class PlayStats:
+    published: int = 0
+    loops: int = 0
+    wall_s: float = 0.0
+    bag_s: float = 0.0
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate_hz(self) -> float:
+        return self.published / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "rate_hz": round(self.rate_hz, 3)}
+
+
+def schedule(messages: list[RawMessage], rate: float | None) -> list[float]:
+    """Send offsets (s) from the start: bag time divided by ``rate``; ``None`` = as fast as possible (all 0)."""
+    if not messages:
+        return []
+    t0 = messages[0].t_ns
+    if rate is None:
+        return [0.0] * len(messages)
+    if rate <= 0:
+        raise ValueError("rate must be > 0 (or None for as fast as possible)")
+    return [(m.t_ns - t0) / 1e9 / rate for m in messages]
+
+
+def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topics: list[str] | None = None,
+         remap: dict[str, str] | None = None, qos: str | None = None, stop: threading.Event | None = None,
+         wait_for_subscribers_s: float = 0.0, max_loops: int | None = None, progress: bool = False) -> PlayStats:
+    """Publish ``path`` from ``node`` (which the caller spins or not: publishing needs no spinning).
+
+    ``qos``: None = from the bag (best effort topics get the sensor-data profile), or
+    'sensor' / 'best_effort' / 'reliable' for every topic.
+    """
+    messages = load_raw(path, topics)
+    stop = stop or threading.Event()
+    remap = remap or {}
+    recorded = bag_qos(path)
+    pubs = {}
+    for m in messages:
+        if m.topic not in pubs:
+            kind = qos or ("sensor" if recorded.get(m.topic) == "best_effort" else "reliable")
+            pubs[m.topic] = node.create_publisher(message_class(m.msgtype), remap.get(m.topic, m.topic), qos_profile(kind))
+    stats = PlayStats(per_topic={t: 0 for t in pubs})
+    if wait_for_subscribers_s > 0:
+        deadline = time.monotonic() + wait_for_subscribers_s
+        while any(p.get_subscription_count() == 0 for p in pubs.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    offsets = schedule(messages, rate)
+    stats.bag_s = (messages[-1].t_ns - messages[0].t_ns) / 1e9 if messages else 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(messages), desc="bag play", unit="msg")
+    start = time.monotonic()
+    try:
+        while not stop.is_set():
+            t_loop = time.monotonic()
+            for m, off in zip(messages, offsets):
+                delay = t_loop + off - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+                pubs[m.topic].publish(m.data)
+                stats.published += 1
+                stats.per_topic[m.topic] += 1
+                if bar is not None:
+                    bar.update(1)
+            else:
+                stats.loops += 1
+                if loop and (max_loops is None or stats.loops < max_loops) and messages:
+                    # keep the inter-message period across the loop boundary
+                    if rate and len(messages) > 1:
+                        stop.wait(offsets[-1] / max(1, len(messages) - 1))
+                    if bar is not None:
+                        bar.reset()
+                    continue
+            break
+    finally:
+        stats.wall_s = time.monotonic() - start
+        if bar is not None:
+            bar.close()
+        for p in pubs.values():
+            node.destroy_publisher(p)
+    return stats
+
+
+def play_main(path: Path, **kwargs) -> PlayStats:
+    """Standalone player: its own rclpy context and node; Ctrl-C stops."""
+    import rclpy
+    from rclpy.node import Node
+
+    rclpy.init()
+    node = Node("edge_infer_bag_player")
+    stop = threading.Event()
+    try:
+        return play(node, path, stop=stop, **kwargs)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
