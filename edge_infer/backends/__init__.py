@@ -2,23 +2,88 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from .base import Backend, BackendError, TensorInfo
 
-__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
+
+log = logging.getLogger(__name__)
+
+_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads")
+_TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar")
+# how `auto` / `tensorrt` turn an .onnx into an engine through the engine cache
+_CACHE_OPTIONS = ("engine_build", "engine_dir", "precision", "workspace_mb", "profiles", "batch", "spec_profile",
+                  "dla_core", "timing_cache")
+_auto_logged: set[tuple[str, str]] = set()
+
+
+def resolve_auto() -> tuple[str, str]:
+    """(backend, reason) that ``auto`` picks here: TensorRT if importable with pycuda and a GPU, else ONNX Runtime."""
+    from .tensorrt_backend import availability
+
+    ok, reason = availability()
+    return ("tensorrt", reason) if ok else ("onnxruntime", reason)
+
+
+def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in names and v is not None}
+
+
+def _engine_for(model_path: str, options: dict[str, Any]) -> str:
+    """An engine path for ``model_path``: itself when it is an engine, else built/reused via the engine cache."""
+    if Path(model_path).suffix != ".onnx":
+        return model_path
+    from ..offline.engine_build import BuildOptions, derive_profiles, onnx_inputs, parse_range
+    from ..offline.engine_cache import get_engine
+
+    c = _pick(options, _CACHE_OPTIONS)
+    batch = c.get("batch")
+    if isinstance(batch, str):
+        batch = parse_range(batch)
+    profiles = c.get("profiles") or derive_profiles(onnx_inputs(model_path), c.get("spec_profile"), batch)
+    opts = BuildOptions(precision=c.get("precision", "fp16"), workspace_mb=int(c.get("workspace_mb", 1024)),
+                        profiles=profiles, dla_core=c.get("dla_core"), timing_cache=c.get("timing_cache"),
+                        device=int(options.get("device", 0)))
+    cache_dir = c.get("engine_dir") or Path(model_path).parent / "engines"
+    return str(get_engine(model_path, opts, cache_dir, policy=c.get("engine_build", "auto")).engine_path)
 
 
 def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     """Load ``model_path`` with the runtime named ``kind``.
 
-    ``options`` are runtime specific: onnxruntime takes ``providers``, ``intra_op_threads``,
-    ``inter_op_threads``.
+    ``options`` are runtime specific and each backend takes only its own: onnxruntime ``providers``,
+    ``intra_op_threads``, ``inter_op_threads``; tensorrt ``device``, ``cuda_graph`` and, for an ``.onnx`` path,
+    the engine cache options ``engine_build`` (auto|never|force), ``engine_dir``, ``precision``, ``batch``,
+    ``profiles``, ``spec_profile``, ``workspace_mb``, ``dla_core``, ``timing_cache``; torch ``threads``.
+    ``auto`` = TensorRT when it is importable (with pycuda) and a GPU is present, else ONNX Runtime; the
+    choice and its reason are logged once per process and model.
     """
+    if kind == "auto":
+        chosen, reason = resolve_auto()
+        if (model_path, chosen) not in _auto_logged:
+            _auto_logged.add((model_path, chosen))
+            log.info("backend auto -> %s for %s (%s)", chosen, Path(model_path).name, reason)
+        if chosen == "onnxruntime" and Path(model_path).suffix != ".onnx":
+            raise BackendError(f"backend auto fell back to ONNX Runtime ({reason}), which cannot load {model_path}; "
+                               "give the .onnx model instead of an engine")
+        kind = chosen
     if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model_path, **options)
+        return OnnxRuntimeBackend(model_path, **_pick(options, _ORT_OPTIONS))
+    if kind == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend, import_tensorrt
+
+        import_tensorrt()  # the clear "install python3-libnvinfer" error before any engine build is attempted
+        return TensorRTBackend(_engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
+    if kind == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model_path, **_pick(options, ("threads", "intra_op_threads", "device", "input_names",
+                                                          "output_names")))
     raise BackendError(f"unknown backend '{kind}'; choose one of {BACKEND_NAMES}")

@@ -1,0 +1,120 @@
+"""`edge-infer bench <sub-verb>`: benchmarks. A small dispatcher: each sub-verb registers itself from its own
+function in :data:`SUBVERBS`, so adding ``bench pipeline`` / ``bench audio`` / ``bench bag`` is one function
+plus one list entry, without touching the others."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from ..cli import emit
+from . import add_json, add_models_dir, models_dir
+
+
+def _register_model(bsub: argparse._SubParsersAction) -> None:
+    from ..offline.bench_model import BACKENDS, DEFAULT_MODELS
+
+    p = bsub.add_parser("model", help="one model on torch / onnxruntime (CPU, CUDA, TensorRT EPs) / tensorrt")
+    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
+                   help=f"zoo model names or .onnx paths (default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma separated subset of {','.join(BACKENDS)}")
+    p.add_argument("--batch", default="1,8", help="comma separated batch sizes (default 1,8)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--max-seconds", type=float, default=20.0, help="time cap per runtime and batch (after 10 runs)")
+    p.add_argument("--resolution", default="1280x720", help="camera frame size for image models (WxH, default 720p)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads for torch and ONNX Runtime (0 = default)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="TensorRT engine precision")
+    p.add_argument("--engine", action="append", default=[], metavar="MODEL=PATH", help="use a prebuilt engine")
+    p.add_argument("--torch-model", action="append", default=[], metavar="MODEL=PATH",
+                   help="TorchScript / checkpoint for the torch column")
+    p.add_argument("--engine-dir", help="engine cache directory (default: <models dir>/engines)")
+    p.add_argument("--out", default="bench_out", help="output directory for benchmark.json and benchmark.png")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_model)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"{flag} expects MODEL=PATH, got '{it}'")
+        k, v = it.split("=", 1)
+        out[k] = v
+    return out
+
+
+def _model(args: argparse.Namespace) -> int:
+    from ..offline.bench_model import BenchConfig, run_benchmark, summary_table
+    from ..offline.engine_build import parse_shape
+
+    w, h = parse_shape(args.resolution)
+    mdir = models_dir(args)
+    config = BenchConfig(
+        backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+        batches=[int(b) for b in args.batch.split(",") if b.strip()],
+        warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds, resolution=(w, h), threads=args.threads,
+        precision=args.precision, engine_dir=args.engine_dir or str(mdir / "engines"),
+        engines=_pairs(args.engine, "--engine"), torch_models=_pairs(args.torch_model, "--torch-model"),
+    )
+    report = run_benchmark(mdir, args.models, config, Path(args.out), echo=(lambda s: None) if args.json else print)
+    emit(args, report, summary_table(report) + f"\nwrote {report['files']['json']} and {report['files']['plot']}")
+    return 0
+
+
+def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("pipeline", help="face pipeline vs raw models, 1 vs 6 faces, tracking on/off, node e2e")
+    p.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from ..pipeline.face_bench import print_pipeline_bench, run_pipeline_bench
+    from ..ros.face_bench_node import measure_node_e2e
+
+    report = run_pipeline_bench(models_dir(args), frames=args.frames, progress=not args.json, node_e2e=measure_node_e2e)
+    if args.json:
+        emit(args, report, "")
+    else:
+        print_pipeline_bench(report)
+    return 0
+
+
+def _register_audio(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("audio", help="audio pipeline real-time factor and wake-word detection latency")
+    p.add_argument("--chunk", type=int, default=512, help="samples per input chunk (default 512)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per mode; the best is reported (default 3)")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_audio)
+
+
+def _audio(args: argparse.Namespace) -> int:
+    from ..pipeline.audio_bench import run_audio_bench
+
+    report = run_audio_bench(models_dir(args), chunk_samples=args.chunk, repeats=args.repeats, print_results=not args.json)
+    if args.json:
+        emit(args, report, "")
+    return 0
+
+
+def _register_bag(bsub: argparse._SubParsersAction) -> None:
+    from .bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
+
+    register_bench_bag(bsub)
+
+
+# Each entry adds one `bench` sub-verb; add yours here (bench pipeline / audio / bag).
+SUBVERBS: list[Callable[[argparse._SubParsersAction], None]] = [_register_model, _register_pipeline, _register_audio,
+                                                                _register_bag]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: model (runtimes), ...")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="<what>")
+    for add in SUBVERBS:
+        add(bsub)

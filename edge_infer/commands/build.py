@@ -1,0 +1,116 @@
+"""`edge-infer build`: TensorRT engines from (sanitized) ONNX models, on the robot, through the engine cache."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import emit
+from . import add_json, add_models_dir, models_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build TensorRT engines (fp32/fp16/int8-QDQ) with profiles, timing cache, DLA")
+    p.add_argument("model", nargs="?", help="zoo model name (config/models.yaml) or path to an .onnx")
+    p.add_argument("--all", action="store_true", help="build every model of the zoo (the robot-side convert-all)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="int8 needs a QDQ model from `edge-infer quantize` (explicit quantization)")
+    p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace memory pool limit (MiB)")
+    p.add_argument("--batch", help="batch range MIN:OPT:MAX for dynamic-batch inputs, e.g. 1:1:8")
+    p.add_argument("--profile", action="append", default=[], metavar="NAME:MIN:OPT:MAX",
+                   help="optimization profile of one input, e.g. input:1x3x384x640:1x3x384x640:4x3x384x640")
+    p.add_argument("--timing-cache", help="timing cache file (default: <engine dir>/timing.cache; 'none' to disable)")
+    p.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson AGX/NX)")
+    p.add_argument("--no-gpu-fallback", action="store_true", help="with --dla-core: fail instead of using the GPU")
+    p.add_argument("--strongly-typed", choices=("auto", "on", "off"), default="auto",
+                   help="auto = strongly typed for int8 QDQ models on TensorRT >= 10")
+    p.add_argument("--opt-level", type=int, choices=range(6), help="builder optimization level (TensorRT default 3)")
+    p.add_argument("-o", "--out", help="engine path (default: <engine dir>/<model>.<precision>.engine)")
+    p.add_argument("--engine-dir", help="engine directory (default: <models dir>/engines)")
+    p.add_argument("--cache", choices=("auto", "never", "force"), default="auto",
+                   help="auto: reuse a matching engine, build otherwise; never: fail if none; force: always build")
+    p.add_argument("--print-command", choices=("trtexec", "polygraphy"),
+                   help="print the equivalent command line and exit (no TensorRT needed)")
+    p.add_argument("--trt-major", type=int, help="with --print-command: target TensorRT major version "
+                   "(default: the installed one, else 10)")
+    p.add_argument("--via", choices=("python", "trtexec"), default="python",
+                   help="build with the TensorRT Python API or by running trtexec")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_build)
+
+
+def _targets(args: argparse.Namespace):
+    from ..models.spec import load_zoo
+    from ..offline.engine_build import BuildError, sanitized_path
+
+    zoo = load_zoo()
+    mdir = models_dir(args)
+    if args.all:
+        if args.model or args.out:
+            raise BuildError("--all builds every zoo model: give no model name and no --out")
+        return [(m.name, sanitized_path(m.path(mdir)), m) for m in zoo.models.values()]
+    if not args.model:
+        raise BuildError("give a zoo model name or an .onnx path, or --all")
+    if args.model.endswith(".onnx"):
+        path = Path(args.model).expanduser()
+        spec = next((m for m in zoo.models.values() if m.file == path.name), None)
+        return [(path.stem, path, spec)]
+    spec = zoo.model(args.model)
+    return [(spec.name, sanitized_path(spec.path(mdir)), spec)]
+
+
+def _options(args: argparse.Namespace, onnx_path: Path, spec, engine_dir: Path):
+    from ..offline.engine_build import BuildOptions, derive_profiles, onnx_inputs, parse_profile_arg, parse_range
+
+    explicit = dict(parse_profile_arg(t) for t in args.profile)
+    batch = parse_range(args.batch) if args.batch else None
+    profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile if spec else None, batch, explicit)
+    tc = args.timing_cache or str(engine_dir / "timing.cache")
+    return BuildOptions(
+        precision=args.precision, workspace_mb=args.workspace_mb, profiles=profiles,
+        timing_cache=None if tc == "none" else tc, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
+        strongly_typed=args.strongly_typed, optimization_level=args.opt_level,
+    )
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ..backends.tensorrt_backend import tensorrt_version
+    from ..offline import engine_build as eb
+    from ..offline.engine_cache import engine_path_for, get_engine
+
+    engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else models_dir(args) / "engines"
+    echo = (lambda s: None) if args.json else print
+    results, failed = [], 0
+    for name, onnx_path, spec in _targets(args):
+        try:
+            if not onnx_path.is_file():
+                raise eb.BuildError(f"{onnx_path} not found (run `edge-infer zoo fetch`)")
+            options = _options(args, onnx_path, spec, engine_dir)
+            engine = Path(args.out).expanduser() if args.out else engine_path_for(engine_dir, onnx_path, args.precision)
+            if args.print_command:
+                major = args.trt_major or eb._major(tensorrt_version()) or 10
+                strongly = eb.use_strongly_typed(options, major, eb.has_qdq(onnx_path))
+                cmd = (eb.trtexec_command(onnx_path, engine, options, strongly_typed=strongly)
+                       if args.print_command == "trtexec" else eb.polygraphy_command(onnx_path, engine, options, strongly))
+                line = eb.format_command(cmd)
+                results.append({"model": name, "command": cmd, "line": line})
+                if not args.json:
+                    print(line)
+                continue
+            res = get_engine(onnx_path, options, engine_dir, policy=args.cache, engine_path=engine, via=args.via,
+                             echo=echo)
+            results.append({"model": name, "engine": str(res.engine_path), "action": res.action,
+                            "reasons": res.reasons, "seconds": round(res.seconds, 1)})
+            echo(f"{name}: {res.action} {res.engine_path}" + (f" ({'; '.join(res.reasons)})" if res.reasons else ""))
+        except Exception as e:
+            if not args.all:
+                raise
+            failed += 1
+            results.append({"model": name, "error": str(e)})
+            echo(f"{name}: FAILED: {e}")
+    if args.json:
+        emit(args, {"ok": failed == 0, "results": results}, "")
+    elif args.all:
+        print(f"build --all: {len(results) - failed} ok, {failed} failed")
+    return 1 if failed else 0

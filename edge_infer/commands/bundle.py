@@ -1,0 +1,49 @@
+"""`edge-infer bundle`: engine/ONNX + benchmark.json + sample input + manifest, as .tar.gz or a directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import emit
+from . import add_json, add_models_dir, models_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="pack engine/ONNX, benchmark.json, a sample input and a manifest")
+    p.add_argument("model", help="zoo model name (its ONNX and, when present, its engines are packed) or a file")
+    p.add_argument("-o", "--out", required=True, help="output: NAME.tar.gz (archive) or a directory")
+    p.add_argument("--files", nargs="*", default=[], help="more engines / ONNX files to include")
+    p.add_argument("--benchmark", help="benchmark.json to include (default: bench_out/benchmark.json if present)")
+    p.add_argument("--engine-dir", help="engine directory (default: <models dir>/engines)")
+    p.add_argument("--no-sample", action="store_true", help="do not include sample_input.npz")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_bundle)
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from ..models.spec import load_zoo
+    from ..offline.bench_model import BenchConfig, make_input
+    from ..offline.bundle import make_bundle
+
+    mdir = models_dir(args)
+    zoo = load_zoo()
+    files = [Path(f).expanduser() for f in args.files]
+    spec = zoo.models.get(args.model)
+    sample = None
+    if spec is not None:
+        onnx_path = spec.path(mdir)
+        files.insert(0, onnx_path)
+        engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else mdir / "engines"
+        files += sorted(engine_dir.glob(f"{onnx_path.stem}.*.engine")) if engine_dir.is_dir() else []
+        if not args.no_sample:
+            sample = make_input(spec.name, spec.task, onnx_path, mdir, BenchConfig()).feeds
+    else:
+        files.insert(0, Path(args.model).expanduser())
+    bench = args.benchmark or ("bench_out/benchmark.json" if Path("bench_out/benchmark.json").is_file() else None)
+    extra = {"model": args.model, "task": spec.task if spec else None, "licence": spec.licence if spec else None}
+    manifest = make_bundle(args.out, files, bench, sample, extra)
+    emit(args, manifest, f"bundle {manifest['path']}: " + ", ".join(f["name"] for f in manifest["files"])
+         + ", manifest.json")
+    return 0

@@ -1,0 +1,449 @@
+"""Everything about TensorRT engines that does not need a GPU: profiles, options, cache keys, sidecars,
+cache policies, command lines, backend selection and the errors when tensorrt / pycuda / a GPU are missing.
+
+The builder-configuration tests use test/fake_tensorrt.py (a recording FAKE, named as such); everything
+else here runs the real code on the real zoo models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edge_infer.backends import BackendError, create_backend
+from edge_infer.offline import engine_build as eb
+from edge_infer.offline import engine_cache as ec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_tensorrt import make_fake_tensorrt  # noqa: E402
+
+HAVE_TRT = __import__("importlib").util.find_spec("tensorrt") is not None
+needs_no_trt = pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here: the missing-tensorrt errors cannot occur")
+IDENTITY = ec.identity_dict("10.3.0", "Orin", "8.7")
+
+
+def _qdq_model(path: Path) -> Path:
+    """A tiny explicit-quantization (QDQ) model: x -> Q -> DQ -> Relu -> y, batch dynamic."""
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+             helper.make_node("Relu", ["dq"], ["y"])]
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+def test_parse_shape_range_profile():
+    assert eb.parse_shape("1x3x640x640") == (1, 3, 640, 640)
+    assert eb.parse_shape("[1,3,64,64]") == (1, 3, 64, 64)
+    assert eb.parse_range("1:4:8") == (1, 4, 8)
+    assert eb.parse_range("1:8") == (1, 1, 8)
+    assert eb.parse_range("4") == (4, 4, 4)
+    assert eb.parse_profile_arg("input:1x1x64x64:2x1x64x64:8x1x64x64") == (
+        "input", ((1, 1, 64, 64), (2, 1, 64, 64), (8, 1, 64, 64)))
+    for bad in ("", "1xAx3", "0x3"):
+        with pytest.raises(eb.BuildError, match="bad shape"):
+            eb.parse_shape(bad)
+    with pytest.raises(eb.BuildError, match="MIN <= OPT <= MAX"):
+        eb.parse_range("8:1:4")
+    with pytest.raises(eb.BuildError, match="NAME:MIN:OPT:MAX"):
+        eb.parse_profile_arg("1x3:1x3")
+    with pytest.raises(eb.BuildError, match="min <= opt <= max"):
+        eb.parse_profile_arg("x:4x3:1x3:8x3")
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+def test_profiles_from_zoo_spec_and_cli(models_dir):
+    from edge_infer.models.spec import load_zoo
+
+    zoo = load_zoo()
+    emo = zoo.model("emotion")
+    ins = eb.onnx_inputs(emo.path(models_dir))
+    assert ins == [("input", ("batch", 1, 64, 64))]
+    assert eb.derive_profiles(ins, emo.profile) == {"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))}
+    # --batch overrides the batch dimension of the spec profile
+    assert eb.derive_profiles(ins, emo.profile, (2, 4, 16))["input"] == ((2, 1, 64, 64), (4, 1, 64, 64), (16, 1, 64, 64))
+    # no spec: static dims kept, batch from --batch or 1
+    assert eb.derive_profiles(ins, None, (1, 1, 8))["input"] == ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))
+    assert eb.derive_profiles(ins, None)["input"] == ((1, 1, 64, 64),) * 3
+    # an explicit --profile wins over spec and --batch
+    explicit = {"input": ((1, 1, 64, 64), (2, 1, 64, 64), (4, 1, 64, 64))}
+    assert eb.derive_profiles(ins, emo.profile, (1, 1, 32), explicit)["input"] == explicit["input"]
+
+    mesh = zoo.model("face_mesh")  # spec names its input 'input', the converted model calls it 'image'
+    mins = eb.onnx_inputs(mesh.path(models_dir))
+    assert [n for n, _ in mins] == ["image"]
+    assert eb.derive_profiles(mins, mesh.profile)["image"][2] == (8, 192, 192, 3)
+
+    det = zoo.model("face_detector")  # dynamic batch, height and width
+    dins = eb.onnx_inputs(det.path(models_dir))
+    assert [d for d in dins[0][1] if isinstance(d, int)] == [3]
+    with pytest.raises(eb.BuildError, match=r"dynamic dimensions \[2, 3\].*--profile input:MIN:OPT:MAX"):
+        eb.derive_profiles(dins, None)
+    prof = eb.derive_profiles(dins, det.profile)["input"]
+    assert all(s[1] == 3 for s in prof)
+
+
+def test_profile_errors_and_per_input_spec(models_dir):
+    ins = [("input", ("batch", 1, 64, 64))]
+    with pytest.raises(eb.BuildError, match="contradicts its static dimensions"):
+        eb.derive_profiles(ins, {"min": [1, 3, 64, 64], "opt": [1, 3, 64, 64], "max": [8, 3, 64, 64]})
+    with pytest.raises(eb.BuildError, match="rank 3"):
+        eb.derive_profiles(ins, {"min": [1, 64, 64], "opt": [1, 64, 64], "max": [8, 64, 64]})
+    with pytest.raises(eb.BuildError, match="unknown inputs"):
+        eb.derive_profiles(ins, None, explicit={"nope": ((1,), (1,), (1,))})
+    # per-input spec profiles, for models with several dynamic inputs (e.g. audio models with state)
+    multi = [("input", (None, None)), ("state", (2, None, 128))]
+    spec = {"input": {"min": [1, 576], "opt": [1, 576], "max": [1, 576]},
+            "state": {"min": [2, 1, 128], "opt": [2, 1, 128], "max": [2, 1, 128]}}
+    assert eb.derive_profiles(multi, spec) == {"input": ((1, 576),) * 3, "state": ((2, 1, 128),) * 3}
+    # static models need no profile at all
+    assert eb.derive_profiles([("x", (1, 16))], None) == {}
+
+
+def test_has_qdq(tmp_path, models_dir):
+    assert eb.has_qdq(_qdq_model(tmp_path / "q.onnx"))
+    assert not eb.has_qdq(models_dir / "emotion.onnx")
+
+
+def test_strongly_typed_decision():
+    o = eb.BuildOptions(precision="int8")
+    assert eb.use_strongly_typed(o, 10, qdq=True) is True
+    assert eb.use_strongly_typed(o, 8, qdq=True) is False  # 8.6: EXPLICIT_BATCH + INT8 flags instead
+    assert eb.use_strongly_typed(eb.BuildOptions(precision="fp16"), 10, qdq=False) is False
+    with pytest.raises(eb.BuildError, match="TensorRT >= 10"):
+        eb.use_strongly_typed(eb.BuildOptions(strongly_typed="on"), 8, qdq=False)
+
+
+def test_build_options_validation_and_key():
+    with pytest.raises(eb.BuildError, match="unknown precision"):
+        eb.BuildOptions(precision="bf8")
+    with pytest.raises(eb.BuildError, match="workspace"):
+        eb.BuildOptions(workspace_mb=0)
+    a = eb.BuildOptions(profiles={"input": ([1, 1, 64, 64], [1, 1, 64, 64], [8, 1, 64, 64])}, timing_cache="/a")
+    b = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))}, timing_cache="/b", device=1)
+    assert a.key_dict() == b.key_dict()  # timing cache location and device index do not change the engine
+    assert a.key_dict() != eb.BuildOptions(precision="fp32", profiles=a.profiles).key_dict()
+    assert json.loads(json.dumps(a.key_dict())) == a.key_dict()  # what the sidecar stores compares equal
+
+
+# ---------------------------------------------------------------------------------------------- keys + sidecar
+def test_cache_key_stable_and_sensitive():
+    opts = eb.BuildOptions().key_dict()
+    k = ec.cache_key(IDENTITY, "a" * 64, opts)
+    assert k == ec.cache_key(dict(reversed(list(IDENTITY.items()))), "a" * 64, dict(opts))
+    assert k != ec.cache_key(ec.identity_dict("8.6.2", "Orin", "8.7"), "a" * 64, opts)
+    assert k != ec.cache_key(ec.identity_dict("10.3.0", "Xavier", "7.2"), "a" * 64, opts)
+    assert k != ec.cache_key(IDENTITY, "b" * 64, opts)
+    assert k != ec.cache_key(IDENTITY, "a" * 64, eb.BuildOptions(precision="fp32").key_dict())
+    assert k != ec.cache_key(IDENTITY, "a" * 64, eb.BuildOptions(dla_core=0).key_dict())
+
+
+def _fake_built_engine(tmp_path: Path, onnx_path: Path, options: eb.BuildOptions, identity=IDENTITY,
+                       payload: bytes = b"ENGINE") -> Path:
+    engine = tmp_path / "engines" / f"{onnx_path.stem}.{options.precision}.engine"
+    engine.parent.mkdir(parents=True, exist_ok=True)
+    engine.write_bytes(payload)
+    ec.write_sidecar(engine, eb.build_metadata(onnx_path, engine, options, identity, 1.0))
+    return engine
+
+
+def test_sidecar_roundtrip_and_verdicts(tmp_path, models_dir):
+    onnx_path = models_dir / "emotion.onnx"
+    opts = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64),) * 3})
+    engine = _fake_built_engine(tmp_path, onnx_path, opts)
+    meta = ec.read_sidecar(engine)
+    assert meta["schema"] == ec.SIDECAR_SCHEMA and meta["identity"] == IDENTITY
+    assert meta["precision"] == "fp16" and meta["profiles"]["input"]["max"] == [1, 1, 64, 64]
+    for key in ("onnx_sha256", "engine_sha256", "build_seconds", "built_at", "options", "engine_bytes"):
+        assert key in meta
+    sha = meta["onnx_sha256"]
+    assert ec.check_engine(engine, IDENTITY, sha, opts.key_dict()).ok
+    v = ec.check_engine(engine, ec.identity_dict("8.6.2", "Orin", "8.7"), sha, opts.key_dict())
+    assert not v.ok and "built with TensorRT 10.3.0, this machine has TensorRT 8.6.2" in v.reasons[0]
+    v = ec.check_engine(engine, ec.identity_dict("10.3.0", "NVIDIA H100", "9.0"))
+    assert "built for GPU Orin (compute 8.7), this machine has NVIDIA H100 (compute 9.0)" in v.message(engine)
+    v = ec.check_engine(engine, IDENTITY, "f" * 64)
+    assert "ONNX model changed" in v.reasons[0]
+    v = ec.check_engine(engine, IDENTITY, sha, eb.BuildOptions(precision="fp32", profiles=opts.profiles).key_dict())
+    assert "precision: 'fp16' -> 'fp32'" in v.reasons[0]
+    engine.write_bytes(b"ENG")  # truncated
+    assert "truncated or replaced" in ec.check_engine(engine, IDENTITY).reasons[0]
+    engine.write_bytes(b"ENGINX")  # same size, other bytes
+    assert "does not match the sha256" in ec.check_engine(engine, IDENTITY).reasons[0]
+    ec.sidecar_path(engine).write_text("{not json")
+    assert "unreadable" in ec.check_engine(engine, IDENTITY).reasons[0]
+    ec.sidecar_path(engine).write_text(json.dumps({"schema": "other"}))
+    assert "not an edge_infer engine sidecar" in ec.check_engine(engine, IDENTITY).reasons[0]
+    ec.sidecar_path(engine).unlink()
+    assert "no metadata sidecar" in ec.check_engine(engine, IDENTITY).reasons[0]
+    assert "does not exist" in ec.check_engine(tmp_path / "none.engine").reasons[0]
+
+
+def test_get_engine_policies(tmp_path, models_dir):
+    """Policy logic with an injected builder (a plain function writing an engine + sidecar; no TensorRT)."""
+    src = tmp_path / "emotion.onnx"
+    src.write_bytes((models_dir / "emotion.onnx").read_bytes())
+    opts = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))})
+    builds = []
+
+    def builder(onnx_path, engine_path, options, **kw):
+        builds.append(kw)
+        Path(engine_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(engine_path).write_bytes(b"E%d" % len(builds))
+        meta = eb.build_metadata(Path(onnx_path), Path(engine_path), options, IDENTITY, 0.1)
+        ec.write_sidecar(engine_path, meta)
+        return meta
+
+    cache = tmp_path / "engines"
+    with pytest.raises(ec.StaleEngineError, match="engine_build is 'never'"):
+        ec.get_engine(src, opts, cache, "never", IDENTITY, builder)
+    r = ec.get_engine(src, opts, cache, "auto", IDENTITY, builder, via="python")
+    assert (r.action, len(builds), builds[0]) == ("built", 1, {"via": "python"})
+    assert r.engine_path == cache / "emotion.fp16.engine"
+    r = ec.get_engine(src, opts, cache, "auto", IDENTITY, builder)
+    assert (r.action, len(builds)) == ("cached", 1)  # never rebuilt on every start
+    assert ec.get_engine(src, opts, cache, "never", IDENTITY, builder).action == "cached"
+    # a TensorRT upgrade on the robot: detected from the sidecar, rebuilt under auto, refused under never
+    upgraded = ec.identity_dict("10.7.0", "Orin", "8.7")
+    with pytest.raises(ec.StaleEngineError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.7.0"):
+        ec.get_engine(src, opts, cache, "never", upgraded, builder)
+    # the ONNX changed: rebuilt with the reason
+    src.write_bytes(src.read_bytes() + b"\0")
+    r = ec.get_engine(src, opts, cache, "auto", IDENTITY, builder)
+    assert r.action == "rebuilt" and "ONNX model changed" in r.reasons[0] and len(builds) == 2
+    r = ec.get_engine(src, opts, cache, "force", IDENTITY, builder)
+    assert r.action == "rebuilt" and len(builds) == 3
+    with pytest.raises(ec.EngineCacheError, match="unknown engine_build policy"):
+        ec.get_engine(src, opts, cache, "sometimes", IDENTITY, builder)
+    with pytest.raises(ec.EngineCacheError, match="not found"):
+        ec.get_engine(tmp_path / "missing.onnx", opts, cache, "auto", IDENTITY, builder)
+
+
+# ---------------------------------------------------------------------------------------------- command lines
+def test_trtexec_and_polygraphy_commands(tmp_path):
+    opts = eb.BuildOptions(precision="fp16", workspace_mb=512, timing_cache="/c/t.cache", dla_core=1,
+                           profiles={"input": ((1, 1, 64, 64), (2, 1, 64, 64), (8, 1, 64, 64))}, optimization_level=4)
+    cmd = eb.trtexec_command("m.onnx", "m.engine", opts)
+    assert cmd == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine", "--memPoolSize=workspace:512", "--fp16",
+                   "--minShapes=input:1x1x64x64", "--optShapes=input:2x1x64x64", "--maxShapes=input:8x1x64x64",
+                   "--timingCacheFile=/c/t.cache", "--useDLACore=1", "--allowGPUFallback", "--builderOptimizationLevel=4"]
+    i8 = eb.BuildOptions(precision="int8")
+    assert "--stronglyTyped" in eb.trtexec_command("q.onnx", "q.engine", i8, strongly_typed=True)
+    assert {"--fp16", "--int8"} <= set(eb.trtexec_command("q.onnx", "q.engine", i8))
+    assert "--fp16" not in eb.trtexec_command("m.onnx", "m.engine", eb.BuildOptions(precision="fp32"))
+    two = eb.BuildOptions(profiles={"a": ((1, 2),) * 3, "b": ((1, 3),) * 3})
+    assert "--minShapes=a:1x2,b:1x3" in eb.trtexec_command("m.onnx", "e", two)
+    pg = eb.polygraphy_command("m.onnx", "m.engine", opts)
+    assert pg[:7] == ["polygraphy", "convert", "m.onnx", "--convert-to", "trt", "-o", "m.engine"]
+    assert "input:[8,1,64,64]" in pg and "workspace:512M" in pg and "--use-dla" in pg
+    assert eb.format_command(["a b", "c"]) == "'a b' c"
+
+
+def test_polygraphy_command_flags_exist_in_installed_polygraphy():
+    """Every flag we emit is one the installed polygraphy `convert` accepts (its real --help)."""
+    exe = Path(sys.executable).parent / "polygraphy"
+    if not exe.exists():
+        pytest.skip("polygraphy CLI not installed in this environment")
+    helptext = subprocess.run([str(exe), "convert", "--help"], capture_output=True, text=True, timeout=120).stdout
+    opts = eb.BuildOptions(precision="int8", timing_cache="t", dla_core=0, optimization_level=2,
+                           profiles={"input": ((1, 3), (1, 3), (2, 3))})
+    for strongly in (False, True):
+        for tok in eb.polygraphy_command("m.onnx", "m.engine", opts, strongly):
+            if tok.startswith("--"):
+                assert tok in helptext, tok
+
+
+def test_find_trtexec_error_and_via_trtexec_with_stub(tmp_path, monkeypatch, models_dir):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(eb, "TRTEXEC_DIRS", (str(tmp_path / "nope"),))
+    with pytest.raises(eb.BuildError, match="trtexec not found on PATH or in .*nope"):
+        eb.find_trtexec()
+    monkeypatch.setattr(eb, "TRTEXEC_DIRS", ("/usr/src/tensorrt/bin",))
+    if not Path("/usr/src/tensorrt/bin/trtexec").exists():
+        with pytest.raises(eb.BuildError, match="/usr/src/tensorrt/bin"):
+            eb.find_trtexec()
+    # a stub trtexec (shell script) on PATH: exercises the real subprocess path, banner parsing and sidecar
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    stub = bindir / "trtexec"
+    stub.write_text("#!/bin/sh\necho '&&&& RUNNING TensorRT.trtexec [TensorRT v100300]'\necho \"$@\" > \"$ARGS_OUT\"\n"
+                    "for a in \"$@\"; do case $a in --saveEngine=*) printf STUBENGINE > \"${a#--saveEngine=}\";; esac; done\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setenv("ARGS_OUT", str(tmp_path / "args.txt"))
+    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    engine = tmp_path / "out" / "emotion.fp16.engine"
+    opts = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))})
+    meta = eb.build_engine(models_dir / "emotion.onnx", engine, opts, via="trtexec", echo=lambda s: None)
+    assert engine.read_bytes() == b"STUBENGINE"
+    assert meta["identity"]["tensorrt"] == ("10.3.0" if not HAVE_TRT else meta["identity"]["tensorrt"])
+    assert meta["via"] == "trtexec"
+    args = (tmp_path / "args.txt").read_text()
+    assert "--maxShapes=input:8x1x64x64" in args and "--fp16" in args
+    assert ec.check_engine(engine, meta["identity"], meta["onnx_sha256"], opts.key_dict()).ok
+    assert not list(engine.parent.glob(".*.tmp"))  # the atomic temp file is gone
+    assert eb._version_from_int("8601") == "8.6.1" and eb._version_from_int("100300") == "10.3.0"
+
+
+# ---------------------------------------------------------------------------------------------- fake TensorRT builds
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_build_config_with_fake_tensorrt(version, tmp_path, monkeypatch, models_dir):
+    fake = make_fake_tensorrt(version, dla_cores=2)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"OLD")
+    opts = eb.BuildOptions(precision="fp16", workspace_mb=256, timing_cache=str(cache), dla_core=1,
+                           profiles={"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))}, optimization_level=5)
+    lines: list[str] = []
+    meta = eb.build_engine(models_dir / "emotion.onnx", tmp_path / "e.engine", opts, echo=lines.append)
+    calls = fake.calls
+    explicit_batch = 1 << 0
+    assert ("create_network", explicit_batch if version.startswith("8") else 0) in calls
+    assert ("set_memory_pool_limit", "WORKSPACE", 256 << 20) in calls
+    assert ("set_shape", "input", (1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64)) in calls
+    assert ("create_timing_cache", b"OLD") in calls and ("set_timing_cache", False) in calls
+    built = next(c for c in calls if c[0] == "build_serialized_network")
+    assert built[1:] == (["FP16", "GPU_FALLBACK"], "DLA", 1, 5)
+    assert cache.read_bytes() == b"OLD+tuned"  # timing cache written back
+    assert (tmp_path / "e.engine").read_bytes() == b"FAKE-ENGINE-" + version.encode()
+    assert meta["identity"]["tensorrt"] == version and meta["strongly_typed"] is False
+    assert ec.read_sidecar(tmp_path / "e.engine")["engine_sha256"] == meta["engine_sha256"]
+    progress = [l for l in lines if "Building engine" in l]
+    assert bool(progress) == version.startswith("10")  # IProgressMonitor exists from TensorRT 10
+
+
+@pytest.mark.parametrize("version,strongly", [("8.6.1", False), ("10.3.0", True)])
+def test_int8_qdq_build_with_fake_tensorrt(version, strongly, tmp_path, monkeypatch, models_dir):
+    fake = make_fake_tensorrt(version)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    q = _qdq_model(tmp_path / "q.onnx")
+    opts = eb.BuildOptions(precision="int8", profiles=eb.derive_profiles(eb.onnx_inputs(q), None, (1, 1, 8)))
+    meta = eb.build_engine(q, tmp_path / "q.engine", opts, echo=lambda s: None)
+    assert meta["strongly_typed"] is strongly and meta["qdq"] is True
+    flags = next(c for c in fake.calls if c[0] == "build_serialized_network")[1]
+    if strongly:  # TRT 10: strongly typed network, precisions from the QDQ graph, no precision flags
+        assert ("create_network", 1 << 5) in fake.calls and flags == []
+    else:  # TRT 8.6: explicit batch + INT8 (and FP16 for the unquantized layers)
+        assert ("create_network", 1) in fake.calls and flags == ["FP16", "INT8"]
+    with pytest.raises(eb.BuildError, match="no QuantizeLinear/DequantizeLinear"):
+        eb.build_engine(models_dir / "emotion.onnx", tmp_path / "x.engine", eb.BuildOptions(precision="int8"),
+                        echo=lambda s: None)
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_fake_tensorrt_dla_core_out_of_range(tmp_path, monkeypatch, models_dir):
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt("10.3.0", dla_cores=0))
+    with pytest.raises(eb.BuildError, match="DLA core 0 requested, this device has 0"):
+        eb.build_engine(models_dir / "emotion.onnx", tmp_path / "e.engine", eb.BuildOptions(dla_core=0),
+                        echo=lambda s: None)
+
+
+# ---------------------------------------------------------------------------------------------- missing deps
+@needs_no_trt
+def test_clear_errors_without_tensorrt(tmp_path, models_dir):
+    from edge_infer.backends.tensorrt_backend import TensorRTBackend, TensorRTUnavailable, import_tensorrt
+
+    with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
+        import_tensorrt()
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
+        TensorRTBackend(str(engine))
+    with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
+        create_backend("tensorrt", str(models_dir / "emotion.onnx"))
+    with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
+        eb.build_engine(models_dir / "emotion.onnx", tmp_path / "e.engine", eb.BuildOptions(), echo=lambda s: None)
+    with pytest.raises(BackendError, match="is an ONNX model"):
+        TensorRTBackend(str(models_dir / "emotion.onnx"))
+
+
+def test_clear_errors_without_pycuda_or_gpu(tmp_path, monkeypatch):
+    from edge_infer.backends import cuda_mem
+    from edge_infer.backends.tensorrt_backend import TensorRTBackend, availability
+
+    if __import__("importlib").util.find_spec("pycuda") is None:
+        with pytest.raises(cuda_mem.CudaUnavailable, match="pip install pycuda"):
+            cuda_mem.import_pycuda()
+        monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt("10.3.0"))
+        engine = tmp_path / "m.engine"
+        engine.write_bytes(b"x")
+        with pytest.raises(cuda_mem.CudaUnavailable, match="pip install pycuda"):
+            TensorRTBackend(str(engine))
+    if cuda_mem.gpu_count() == 0:
+        ok, reason = availability()
+        assert not ok and any(s in reason for s in ("python3-libnvinfer", "pycuda", "no CUDA GPU"))
+
+
+def test_backend_selection_auto_and_errors(models_dir, caplog):
+    import edge_infer.backends as backends
+
+    chosen, reason = backends.resolve_auto()
+    if chosen == "tensorrt":
+        pytest.skip("TensorRT + GPU present: auto selects TensorRT here (covered by the gpu tests)")
+    assert chosen == "onnxruntime" and reason
+    backends._auto_logged.clear()
+    path = str(models_dir / "emotion.onnx")
+    with caplog.at_level(logging.INFO, logger="edge_infer.backends"):
+        b1 = create_backend("auto", path, providers=["cpu"], engine_build="auto", precision="fp16")
+        b2 = create_backend("auto", path)
+    assert b1.name.startswith("onnxruntime") and b2.name.startswith("onnxruntime")
+    logged = [r.getMessage() for r in caplog.records if "backend auto" in r.getMessage()]
+    assert len(logged) == 1 and "onnxruntime" in logged[0] and "emotion.onnx" in logged[0]
+    out = b1.run({"input": np.zeros((2, 1, 64, 64), np.float32)})
+    assert out["scores"].shape == (2, 7)
+    with pytest.raises(BackendError, match="cannot load .*give the .onnx model"):
+        create_backend("auto", str(models_dir / "emotion.fp16.engine"))
+    with pytest.raises(BackendError, match="unknown backend"):
+        create_backend("tflite", path)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_build_print_command_and_errors(models_dir, capsys, tmp_path):
+    from edge_infer.cli import main
+
+    rc = main(["build", "emotion", "--models-dir", str(models_dir), "--batch", "1:2:8", "--print-command", "trtexec",
+               "--engine-dir", str(tmp_path)])
+    out = capsys.readouterr().out.strip()
+    assert rc == 0
+    assert out.startswith("trtexec --onnx=") and "--optShapes=input:2x1x64x64" in out and "--maxShapes=input:8x1x64x64" in out
+    assert f"--timingCacheFile={tmp_path}/timing.cache" in out
+    rc = main(["build", "face_mesh", "--models-dir", str(models_dir), "--print-command", "polygraphy", "--json",
+               "--engine-dir", str(tmp_path), "--timing-cache", "none"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["results"][0]["command"][:2] == ["polygraphy", "convert"]
+    assert "--load-timing-cache" not in doc["results"][0]["command"]
+    assert main(["build", "--models-dir", str(models_dir), "--print-command", "trtexec"]) == 2
+    assert "give a zoo model name" in capsys.readouterr().err
+    if not HAVE_TRT:
+        assert main(["build", "emotion", "--models-dir", str(models_dir), "--engine-dir", str(tmp_path)]) == 2
+        assert "python3-libnvinfer" in capsys.readouterr().err
+
+
+@needs_no_trt
+def test_cli_selftest_fails_clearly_without_tensorrt(models_dir):
+    env = {**os.environ, "EDGE_INFER_MODELS": str(models_dir)}
+    proc = subprocess.run([sys.executable, "-m", "edge_infer.cli", "selftest"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 1
+    assert "[FAIL] tensorrt: TensorRT is unavailable on this machine" in proc.stdout
+    assert "python3-libnvinfer" in proc.stdout and "selftest: FAIL" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "edge_infer.cli", "selftest", "--json"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["ok"] is False
+    assert [c["status"] for c in doc["checks"]] == ["FAIL", "SKIP", "SKIP", "SKIP", "SKIP"]
