@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-COMMAND_MODULES = ["zoo", "demo"]
+COMMAND_MODULES = ["zoo", "demo", "build", "bench", "bundle", "selftest", "export", "import_", "sanitize", "quantize", "validate", "inspect", "convert_all", "bag", "run"]
 
 
 class CommandError(RuntimeError):

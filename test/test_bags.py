@@ -163,3 +163,19 @@ def test_playback_fast_and_loop(ros, tmp_path):
         node, bag, rate=None, loop=True, max_loops=3, remap={"/image": "/play_fast/image"}, qos="reliable",
         wait_for_subscribers_s=5.0))
     assert stats.published == 15 and stats.loops == 3 and stats.wall_s < 1.0
+
+
+def test_quantize_calibrates_int8_from_a_bag(tmp_path, models_dir, capsys):
+    import json
+
+    from edge_infer.cli import main
+
+    bag = tmp_path / "calib_bag"
+    assert main(["bag", "make", "--photos", "--frames", "6", "--rate", "10", "--models-dir", str(models_dir), str(bag)]) == 0
+    out = tmp_path / "emotion_int8.onnx"
+    capsys.readouterr()
+    rc = main(["quantize", str(models_dir / "emotion.onnx"), str(out), "--mode", "int8", "--name", "emotion",
+               "--calib-bag", str(bag), "--topic", "/image", "--models-dir", str(models_dir), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out.is_file() and report["calibration"].startswith(f"{bag}:/image")
+    assert report["calibration_samples"] > 0 and report["size_bytes"] < report["size_before"]

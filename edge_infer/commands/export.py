@@ -1,0 +1,64 @@
+"""`edge-infer export`: PyTorch checkpoint -> ONNX (legacy exporter, opset by --target)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..cli import emit
+from . import add_json
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="jetpack6", help="jetpack4.6 (opset 13), jetpack5 (16), jetpack6 (17; default)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="PyTorch checkpoint -> ONNX")
+    p.add_argument("checkpoint", help="state_dict, {'state_dict'}, {'model_state_dict','config'} or TorchScript file")
+    p.add_argument("output", help="ONNX file to write")
+    p.add_argument("--arch", help="registry name (e.g. mini_xception) or package.module:Class")
+    p.add_argument("--kwargs", default="{}", help="constructor kwargs as JSON, e.g. '{\"num_classes\": 7}'")
+    p.add_argument("--input-shape", action="append", help="per input, e.g. 1x1x64x64 (repeat for several inputs)")
+    p.add_argument("--input-names", help="comma separated")
+    p.add_argument("--output-names", help="comma separated")
+    add_target(p)
+    p.add_argument("--opset", type=int, help="override the target's opset")
+    p.add_argument("--static-batch", action="store_true", help="no dynamic batch axis")
+    p.add_argument("--no-constant-folding", action="store_true")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow pickle code execution when loading (only for checkpoints you trust)")
+    add_json(p)
+    p.set_defaults(func=_run)
+
+
+def _list(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..offline.errors import OfflineError
+    from ..offline.export import export_checkpoint, parse_shape
+    from ..offline.inspect import describe
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except ValueError as e:
+        raise OfflineError(f"--kwargs is not valid JSON: {e}") from None
+    r = export_checkpoint(args.checkpoint, args.output, architecture=args.arch, kwargs=kwargs,
+                          input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
+                          input_names=_list(args.input_names), output_names=_list(args.output_names),
+                          target=args.target, opset=args.opset, dynamic_batch=not args.static_batch,
+                          constant_folding=not args.no_constant_folding, trust_checkpoint=args.trust_checkpoint)
+    emit(args, {"ok": True, **r}, f"exported {r['architecture']} -> {r['path']} (opset {r['opset']}, "
+                                  f"{r['size_bytes'] / 1e6:.2f} MB, sha256 {r['sha256'][:12]})\n  {describe(r)}")
+    return 0
+
+
+def main() -> int:
+    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer export`."""
+    import sys
+
+    from ..cli import main as cli_main
+
+    return cli_main(["export", *sys.argv[1:]])

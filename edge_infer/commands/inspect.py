@@ -1,0 +1,37 @@
+"""`edge-infer inspect`: I/O, dtypes, opset, nodes, size, producer of a model file."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli import emit
+from . import add_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="describe a model file (.onnx; TensorRT engines where supported)")
+    p.add_argument("model")
+    add_json(p)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..offline.inspect import inspect_model
+
+    r = inspect_model(args.model)
+    lines = [f"{r['path']}: {r.get('format', '?')}, {r['size_bytes'] / 1e6:.2f} MB"
+             + (f", opset {r['opset']}, {r['node_count']} nodes, producer {r['producer'] or '?'}" if "opset" in r else "")]
+    for kind in ("inputs", "outputs"):
+        for t in r.get(kind, []):
+            lines.append(f"  {kind[:-1]:<6} {t['name']:<24} [{', '.join(map(str, t['shape']))}] {t['dtype']}")
+    emit(args, r, "\n".join(lines))
+    return 0
+
+
+def main() -> int:
+    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer inspect`."""
+    import sys
+
+    from ..cli import main as cli_main
+
+    return cli_main(["inspect", *sys.argv[1:]])

@@ -1,0 +1,267 @@
+"""Real model inputs for validation and INT8 calibration, made with each model's own preprocessing.
+
+Vision: photos (the zoo's samples, or a user folder) -> RetinaFace letterbox tensors; faces found by the
+zoo's detector -> fer-style emotion crops and MediaPipe rotated mesh crops, each with a few small geometric
+variations (shift, scale, roll, mirror) so agreement is measured on dozens of inputs, not two. Audio: speech
+said by espeak-ng ("hey jarvis", resampled to 16 kHz) -> silero chunks, openWakeWord mel frames, embedding
+windows and keyword-head windows computed with the zoo's own front-end models. Only models of unknown task
+get seeded random inputs, and the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import OfflineError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+VISION_TASKS = ("face_detection", "emotion", "face_mesh")
+SAMPLE_RATE = 16000
+SPEECH_TEXT = "hey jarvis"
+
+
+@dataclass
+class Inputs:
+    task: str
+    feeds: list[dict[str, np.ndarray]]
+    source: str  # human description: what the inputs were made from
+    real: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Number of samples (batch rows summed over feeds)."""
+        return sum(int(next(iter(f.values())).shape[0]) if next(iter(f.values())).ndim else 1 for f in self.feeds)
+
+
+# ------------------------------------------------------------------------------------------------ images
+def load_images(source: str | Path | Sequence[str | Path], limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, RGB uint8) for an image file, a folder of images or a list of files."""
+    import cv2
+
+    items = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
+    files: list[Path] = []
+    for it in items:
+        if it.is_dir():
+            files += sorted(p for p in it.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif it.is_file():
+            files.append(it)
+        else:
+            raise OfflineError(f"image file or folder not found: {it}")
+    if not files:
+        raise OfflineError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, items))}")
+    out = []
+    for f in files[:limit]:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise OfflineError(f"cannot read image {f}")
+        out.append((f.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    return out
+
+
+def default_image_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / "samples"
+
+
+def _detector_faces(images: list[tuple[str, np.ndarray]], models_dir: Path | None):
+    """Per image: (boxes [K,4], keypoints [K,5,2]) from the zoo's RetinaFace; centre square if none found."""
+    from ..models import retinaface as rf
+
+    det_path = Path(models_dir) / "face_detector.onnx" if models_dir else None
+    sess = None
+    if det_path is not None and det_path.is_file():
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(det_path), providers=["CPUExecutionProvider"])
+    faces = []
+    for name, img in images:
+        boxes = np.zeros((0, 4), np.float32)
+        kps = np.zeros((0, 5, 2), np.float32)
+        if sess is not None:
+            tensor, lb = rf.prepare_input(img)
+            loc, conf, lm = sess.run(["loc", "conf", "landmarks"], {sess.get_inputs()[0].name: tensor})
+            det = rf.decode(loc[0], conf[0], lm[0], rf.anchors_for(lb.input_size), letterbox=lb)
+            boxes, kps = det.boxes, det.keypoints
+        if len(boxes) == 0:
+            h, w = img.shape[:2]
+            s = min(h, w) * 0.6
+            boxes = np.array([[w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2]], np.float32)
+            kps = np.array([[[w / 2 - s / 5, h / 2 - s / 8], [w / 2 + s / 5, h / 2 - s / 8], [w / 2, h / 2],
+                             [w / 2 - s / 6, h / 2 + s / 5], [w / 2 + s / 6, h / 2 + s / 5]]], np.float32)
+            log.info("%s: no face detected; using a centre crop", name)
+        faces.append((boxes, kps))
+    return faces
+
+
+def _jitters(box: np.ndarray) -> list[np.ndarray]:
+    """The box plus small shifts and scalings (a detector's frame-to-frame wobble)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    out = []
+    for dx, dy, s in [(0, 0, 1.0), (0.05, 0, 1.0), (-0.05, 0.03, 1.0), (0, -0.05, 1.0), (0, 0, 1.1), (0, 0, 0.92)]:
+        cx, cy = (x1 + x2) / 2 + dx * w, (y1 + y2) / 2 + dy * h
+        out.append(np.array([cx - w * s / 2, cy - h * s / 2, cx + w * s / 2, cy + h * s / 2], np.float32))
+    return out
+
+
+def vision_inputs(task: str, input_name: str, images: list[tuple[str, np.ndarray]],
+                  models_dir: Path | None, input_size: tuple[int, int] | None = None) -> Inputs:
+    names = ", ".join(n for n, _ in images)
+    if task == "face_detection":
+        from ..models import retinaface as rf
+
+        feeds = []
+        for _, img in images:
+            for im in (img, img[:, ::-1]):  # the photo and its mirror image
+                tensor, _ = rf.prepare_input(im, input_size)
+                feeds.append({input_name: tensor})
+        return Inputs(task, feeds, f"{len(images)} photos ({names}) and their mirror images, letterboxed "
+                                   f"to {input_size or rf.DEFAULT_INPUT_SIZE}")
+    faces = _detector_faces(images, models_dir)
+    if task == "emotion":
+        from ..models.emotion import crop_faces
+
+        crops = []
+        for (_, img), (boxes, _) in zip(images, faces):
+            for box in boxes:
+                jit = np.stack(_jitters(box))
+                crops += [crop_faces(img, jit), crop_faces(np.ascontiguousarray(img[:, ::-1]),
+                                                           _mirror_boxes(jit, img.shape[1]))]
+        batch = np.concatenate(crops)
+        return Inputs(task, [{input_name: batch}], f"{len(batch)} fer-style face crops (6 jitters x mirror) of "
+                                                   f"{sum(len(b) for b, _ in faces)} faces in {names}")
+    if task == "face_mesh":
+        from ..models.face_mesh import Roi, crop_batch, roi_from_detection
+
+        crops = []
+        for (_, img), (boxes, kps) in zip(images, faces):
+            for box, kp in zip(boxes, kps):
+                base = roi_from_detection(box, kp)
+                rois = [Roi(base.cx + dx * base.width, base.cy + dy * base.width, base.width * s, base.height * s,
+                            base.rotation + r) for dx, dy, s, r in
+                        [(0, 0, 1, 0), (0.04, 0, 1, 0), (0, -0.04, 1, 0), (0, 0, 1.1, 0), (0, 0, 0.92, 0),
+                         (0, 0, 1, 0.2), (0, 0, 1, -0.2), (0.03, 0.03, 1.05, 0.1)]]
+                crops.append(crop_batch(img, rois))
+        batch = np.concatenate(crops)
+        return Inputs(task, [{input_name: batch}], f"{len(batch)} MediaPipe rotated face crops (8 jitters) of "
+                                                   f"{sum(len(b) for b, _ in faces)} faces in {names}")
+    raise OfflineError(f"no image preprocessing for task '{task}' (have {VISION_TASKS})")
+
+
+def _mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    out = boxes.copy()
+    out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ audio
+def speech(text: str = SPEECH_TEXT, pad_s: float = 0.8) -> tuple[np.ndarray, str]:
+    """16 kHz float32 speech in int16 scale (what openWakeWord feeds its front end) and its description."""
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    if exe is None:
+        raise OfflineError("real audio inputs need espeak-ng (apt install espeak-ng) to synthesise speech")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run([exe, "-w", str(wav), text], check=True, capture_output=True)
+        with wave.open(str(wav)) as w:
+            rate, data = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    x = data.astype(np.float32)
+    n = int(round(len(x) * SAMPLE_RATE / rate))
+    x = np.interp(np.arange(n) * rate / SAMPLE_RATE, np.arange(len(x)), x).astype(np.float32)
+    pad = np.zeros(int(pad_s * SAMPLE_RATE), np.float32)
+    noise = np.random.default_rng(0).normal(0, 30, len(x) + 2 * len(pad)).astype(np.float32)  # room noise
+    return np.concatenate([pad, x, pad]) + noise, f"espeak-ng '{text}' at 16 kHz with {pad_s}s padding"
+
+
+def _ort(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _mel_frames(audio: np.ndarray, models_dir: Path) -> np.ndarray:
+    """openWakeWord's front end: [frames, 32] = melspectrogram(audio)/10 + 2."""
+    sess = _ort(Path(models_dir) / "oww_melspectrogram.onnx")
+    mel = sess.run(None, {sess.get_inputs()[0].name: audio[None, :]})[0]
+    return np.squeeze(mel).astype(np.float32) / 10.0 + 2.0
+
+
+def audio_inputs(model_name: str, task: str, sig_inputs: list[dict], models_dir: Path) -> Inputs:
+    audio, desc = speech()
+    names = [t["name"] for t in sig_inputs]
+    if task == "vad":
+        ctx, chunk = 64, 512
+        feeds = []
+        for start in range(ctx, len(audio) - chunk, chunk * 3):
+            x = audio[start - ctx:start + chunk] / 32768.0
+            feeds.append({names[0]: x[None, :].astype(np.float32), names[1]: np.zeros((2, 1, 128), np.float32),
+                          names[2]: np.array(SAMPLE_RATE, np.int64)})
+        return Inputs(task, feeds, f"{len(feeds)} silero chunks (64 context + 512 samples, zero state) of {desc}")
+    if model_name == "oww_melspectrogram":
+        feeds = [{names[0]: audio[None, :]}] + [{names[0]: audio[None, s:s + 4 * 1280]} for s in range(0, len(audio) - 5120, 5120)]
+        return Inputs(task, feeds, f"{desc}: the whole clip and 320 ms windows")
+    mel = _mel_frames(audio, models_dir)
+    windows = np.stack([mel[s:s + 76] for s in range(0, len(mel) - 76 + 1, 8)])[..., None]
+    if model_name == "oww_embedding" or (names and sig_inputs[0]["shape"][1:] == [76, 32, 1]):
+        return Inputs(task, [{names[0]: windows}], f"{len(windows)} mel windows (76x32) of {desc}")
+    emb_sess = _ort(Path(models_dir) / "oww_embedding.onnx")
+    emb = np.squeeze(emb_sess.run(None, {emb_sess.get_inputs()[0].name: windows})[0]).reshape(len(windows), -1)
+    n = sig_inputs[0]["shape"][1] if isinstance(sig_inputs[0]["shape"][1], int) else 16
+    feeds = [{names[0]: emb[s:s + n][None].astype(np.float32)} for s in range(0, len(emb) - n + 1, 2)]
+    if not feeds:
+        raise OfflineError(f"speech clip too short for {n} embedding frames")
+    return Inputs(task, feeds, f"{len(feeds)} windows of {n} speech embeddings of {desc}")
+
+
+# ------------------------------------------------------------------------------------------------ any model
+def random_inputs(sig_inputs: list[dict], count: int = 4, seed: int = 0) -> Inputs:
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        feed = {}
+        for t in sig_inputs:
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in t["shape"]]
+            feed[t["name"]] = rng.standard_normal(shape).astype(t["dtype"] if t["dtype"] != "other" else "float32")
+        feeds.append(feed)
+    return Inputs("generic", feeds, f"{count} seeded random inputs (no real-input recipe for this model)", real=False)
+
+
+def model_inputs(model_name: str | None, task: str | None, sig_inputs: list[dict], models_dir: Path | None,
+                 images: str | Path | None = None) -> Inputs:
+    """Real inputs for a model of ``task`` whose inputs are ``sig_inputs`` (from inspect.signature)."""
+    if task in VISION_TASKS:
+        shape = sig_inputs[0]["shape"]
+        size = (shape[3], shape[2]) if task == "face_detection" and all(isinstance(d, int) for d in shape[2:]) else None
+        imgs = load_images(images or default_image_dir(models_dir or Path(".")))
+        return vision_inputs(task, sig_inputs[0]["name"], imgs, models_dir, size)
+    if task in ("vad", "audio_features", "wake_word") and models_dir is not None:
+        return audio_inputs(model_name or "", task, sig_inputs, models_dir)
+    return random_inputs(sig_inputs)
+
+
+def identify(path: str | Path, name: str | None = None):
+    """The zoo entry a model file belongs to: by ``name``, else by file name ('emotion.fp16.onnx' -> emotion).
+
+    Returns the ModelSpec or None (unknown models still validate, on random inputs).
+    """
+    from ..models.spec import load_zoo
+
+    zoo = load_zoo()
+    if name:
+        return zoo.model(name)
+    stem = Path(path).name.split(".")[0]
+    for spec in zoo.models.values():
+        if Path(spec.file).name.split(".")[0] == stem or spec.name == stem:
+            return spec
+    return None
