@@ -51,6 +51,13 @@ def graph(ros, models_dir):
     client.destroy_node()
 
 
+def _wait_for(cond, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
 def _send_and_wait(g, pub_name, msg, timeout=10.0) -> dict:
     n = len(g["faces"])
     g[pub_name].publish(msg)
@@ -130,9 +137,10 @@ def test_bad_inputs_are_survived_and_counted(graph, astronaut_rgb):
     old = Image(height=4, width=4, encoding="rgb8", step=12, data=b"\x00" * 48)
     old.header.stamp.sec = now.to_msg().sec - 30  # 30 s older than the newest frame
     bad.append(("image_pub", old, "stale_stamp"))
-    for pub, msg, _ in bad:
+    for pub, msg, reason in bad:
+        count = node.stats.bad[reason]
         graph[pub].publish(msg)
-        time.sleep(0.15)
+        _wait_for(lambda: node.stats.bad[reason] > count)  # one at a time: a newer frame would replace it
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(node.stats.bad[r] <= before.get(r, 0) for _, _, r in bad):
         time.sleep(0.05)

@@ -245,9 +245,9 @@ def test_bad_inputs_give_clear_errors(checkpoint: Path, models_dir: Path, work: 
     # --json errors are machine readable too
     rc, out, _ = cli(capsys, "inspect", str(work / "nope.onnx"), "--json")
     assert rc == 2 and json.loads(out)["ok"] is False
-    # TensorRT engines dispatch to the engine inspector (clear message until it is installed)
+    # TensorRT engines dispatch to the engine inspector, which names what to install where TensorRT is missing
     (work / "fake.engine").write_bytes(b"\0" * 16)
-    with pytest.raises(Exception, match="engine"):
+    with pytest.raises(Exception, match="TensorRT Python bindings are not installed.*python3-libnvinfer"):
         from edge_infer.offline.inspect import inspect_model
 
         inspect_model(work / "fake.engine")

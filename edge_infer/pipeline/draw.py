@@ -21,5 +21,5 @@ def draw_faces(image_bgr: np.ndarray, result: FaceFrameResult) -> np.ndarray:
         for x, y in f.keypoints.astype(np.int32):
             cv2.circle(out, (int(x), int(y)), 2 * thick, (0, 0, 255), -1)
         label = f"{f.score:.2f}" + (f" {f.emotion} {f.emotion_scores[f.emotion]:.2f}" if f.emotion else "")
-        cv2.putText(out, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, color, thick)
+        cv2.putText(out, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick, color, max(1, thick - 1))
     return out

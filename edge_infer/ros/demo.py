@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..pipeline.face_pipeline import FaceConfig, FacePipeline
 from ..pipeline.frames import Frame
 from ..pipeline.latency import latency_stats
 from ..sample_frames import demo_sequence, load_samples
+from .runner import spinning
 
 
 def model_report(models_dir: Path, echo=print) -> None:
@@ -43,7 +43,6 @@ def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz:
     """Part 2: publish frames into the real node and summarise what comes out."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
@@ -78,31 +77,20 @@ def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz:
     client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     client.create_subscription(Image, "face_pipeline/debug_image", on_debug, qos_profile_sensor_data)
     pub = client.create_publisher(Image, "image", qos_profile_sensor_data)
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    executor.add_node(client)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
     try:
-        deadline = time.monotonic() + 10
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        echo(f"  publishing {n_frames} frames of 1280x720 rgb8 at {rate_hz:g} Hz to /image ...")
-        t_start = time.monotonic()
-        for i, bgr in enumerate(frames):
-            msg = image_to_msg(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8", "camera",
-                               client.get_clock().now().to_msg())
-            pub.publish(msg)
-            time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
-        time.sleep(1.5)  # let the last frame and one more diagnostics period through
-        elapsed = time.monotonic() - t_start
+        with spinning(node, client, matched_publisher=pub):
+            echo(f"  publishing {n_frames} frames of 1280x720 rgb8 at {rate_hz:g} Hz to /image ...")
+            t_start = time.monotonic()
+            for i, bgr in enumerate(frames):
+                msg = image_to_msg(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8", "camera",
+                                   client.get_clock().now().to_msg())
+                pub.publish(msg)
+                time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
+            time.sleep(1.5)  # let the last frame and one more diagnostics period through
+            elapsed = time.monotonic() - t_start
     finally:
-        executor.shutdown()
-        spin.join(timeout=5)
-        node_stats = node.stats
-        node.destroy_node()
-        client.destroy_node()
         rclpy.try_shutdown()
+    node_stats = node.stats
 
     parsed = [json.loads(r["raw"]) for r in results]
     faces_per_frame = Counter(len(p["faces"]) for p in parsed)
@@ -138,7 +126,6 @@ def print_face_summary(s: dict, echo=print) -> None:
 def run_audio_demo(models_dir: Path, echo=print) -> dict:
     """Part 3: a synthesized utterance ("please open the door ... hey jarvis") through the real audio_node."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -158,29 +145,18 @@ def run_audio_demo(models_dir: Path, echo=print) -> dict:
     client.create_subscription(String, "audio_node/speech_segments", lambda m: events.append(("speech_segment", m.data)), 50)
     client.create_subscription(String, "audio_node/wake_word", lambda m: events.append(("wake_word", m.data)), 50)
     pub = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    executor.add_node(client)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
     try:
-        deadline = time.monotonic() + 10
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        echo(f"  playing {len(audio) / 16000:.1f} s of synthesized speech (flite) to /audio in 100 ms chunks, real time")
-        t0 = time.monotonic()
-        for i in range(0, len(audio), 1600):
-            msg = Int16MultiArray()
-            msg.data = audio[i:i + 1600].tolist()
-            pub.publish(msg)
-            time.sleep(max(0.0, t0 + (i + 1600) / 16000 - time.monotonic()))
-        time.sleep(0.5)
-        rtf = node.pipeline.real_time_factor
+        with spinning(node, client, matched_publisher=pub):
+            echo(f"  playing {len(audio) / 16000:.1f} s of synthesized speech (flite) to /audio in 100 ms chunks, real time")
+            t0 = time.monotonic()
+            for i in range(0, len(audio), 1600):
+                msg = Int16MultiArray()
+                msg.data = audio[i:i + 1600].tolist()
+                pub.publish(msg)
+                time.sleep(max(0.0, t0 + (i + 1600) / 16000 - time.monotonic()))
+            time.sleep(0.5)
+            rtf = node.pipeline.real_time_factor
     finally:
-        executor.shutdown()
-        spin.join(timeout=5)
-        node.destroy_node()
-        client.destroy_node()
         rclpy.try_shutdown()
     for kind, text in events:
         if kind == "vad":

@@ -20,7 +20,6 @@ def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
 
     import cv2
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
@@ -29,6 +28,7 @@ def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
 
     from .face_node import FacePipelineNode
     from .image_conversion import image_to_msg
+    from .runner import spinning
 
     own_init = not rclpy.ok()
     if own_init:
@@ -45,25 +45,14 @@ def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
 
     client.create_subscription(String, "face_pipeline/faces", on_faces, 10)
     pub = client.create_publisher(Image, "image", qos_profile_sensor_data)
-    ex = MultiThreadedExecutor(num_threads=2)
-    ex.add_node(node)
-    ex.add_node(client)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
     try:
-        deadline = time.monotonic() + 10
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for i in range(frames):
-            rgb = cv2.cvtColor(scene(samples, i), cv2.COLOR_BGR2RGB)
-            arrived.clear()
-            pub.publish(image_to_msg(rgb, "rgb8", "camera", client.get_clock().now().to_msg()))
-            arrived.wait(5.0)
+        with spinning(node, client, matched_publisher=pub):
+            for i in range(frames):
+                rgb = cv2.cvtColor(scene(samples, i), cv2.COLOR_BGR2RGB)
+                arrived.clear()
+                pub.publish(image_to_msg(rgb, "rgb8", "camera", client.get_clock().now().to_msg()))
+                arrived.wait(5.0)
     finally:
-        ex.shutdown()
-        th.join(timeout=5)
-        node.destroy_node()
-        client.destroy_node()
         if own_init:
             rclpy.try_shutdown()
     e2e = [g["latency_ms"]["end_to_end"] for g in got[1:]]  # first frame warms up

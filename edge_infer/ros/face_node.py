@@ -109,10 +109,19 @@ class FacePipelineNode(Node):
             self._bad("stale_stamp", f"stamp {(self._newest_ns - stamp) / 1e9:.2f} s older than the newest frame")
             return
         self._newest_ns = max(self._newest_ns, stamp)
+        timer = FrameTimer()
+        frame = None
+        if not compressed:  # a raw image is only a view: check it here so every bad one is counted
+            try:
+                with timer.stage("convert"):
+                    frame = msg_to_image(msg)
+            except BadFrame as e:
+                self._bad(e.reason, str(e))
+                return
         with self._cv:
             if self._slot is not None:
                 self.stats.on_drop()
-            self._slot = (msg, compressed)
+            self._slot = (msg, frame, timer)
             self._cv.notify()
 
     def _work(self) -> None:
@@ -122,22 +131,22 @@ class FacePipelineNode(Node):
                     self._cv.wait(0.5)
                 if not self._running:
                     return
-                msg, compressed = self._slot
+                msg, frame, timer = self._slot
                 self._slot = None
             try:
-                self._process(msg, compressed)
+                self._process(msg, frame, timer)
             except Exception as e:  # never let one frame kill the worker
                 self._bad("processing_error", f"{type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------------------------------ frame
-    def _process(self, msg, compressed: bool) -> None:
-        timer = FrameTimer()
-        try:
-            with timer.stage("convert"):
-                frame = compressed_to_image(msg) if compressed else msg_to_image(msg)
-        except BadFrame as e:
-            self._bad(e.reason, str(e))
-            return
+    def _process(self, msg, frame, timer: FrameTimer) -> None:
+        if frame is None:  # compressed: decode only the frames that are actually processed
+            try:
+                with timer.stage("convert"):
+                    frame = compressed_to_image(msg)
+            except BadFrame as e:
+                self._bad(e.reason, str(e))
+                return
         result = self.pipeline.process(frame, timer)
         stamp = _stamp_ns(msg)
         e2e_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp else None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -26,3 +29,27 @@ def run_nodes(factories: Sequence[Callable[..., Node]], args=None, node_kwargs: 
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+@contextmanager
+def spinning(*nodes: Node, matched_publisher=None, timeout_s: float = 10.0) -> Iterator[MultiThreadedExecutor]:
+    """Spin ``nodes`` on a background executor (demo, benchmarks); on exit shut down, join, destroy the nodes.
+
+    ``matched_publisher``: wait (up to ``timeout_s``) until it has a subscriber, so the first message is not lost.
+    """
+    executor = MultiThreadedExecutor(num_threads=2)
+    for node in nodes:
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while matched_publisher is not None and matched_publisher.get_subscription_count() == 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield executor
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5.0)
+        for node in nodes:
+            node.destroy_node()
