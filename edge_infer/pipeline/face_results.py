@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from .face_pipeline import FaceFrameResult
 
 SCHEMA = "edge_infer/faces"
@@ -52,7 +54,8 @@ JSON_SCHEMA = {
 
 
 def _r(values, nd: int = 1) -> list:
-    return [round(float(v), nd) for v in values]
+    """Rounded nested lists; numpy does the rounding (a 468x3 mesh in ~0.1 ms instead of ~1 ms in Python)."""
+    return np.round(np.asarray(values, dtype=np.float64), nd).tolist()
 
 
 def face_result_to_dict(result: FaceFrameResult, stamp_sec: int, stamp_nanosec: int, frame_id: str,
@@ -62,12 +65,12 @@ def face_result_to_dict(result: FaceFrameResult, stamp_sec: int, stamp_nanosec: 
         faces.append({
             "bbox": _r(f.box),
             "score": round(float(f.score), 4),
-            "keypoints": [_r(p) for p in f.keypoints],
+            "keypoints": _r(f.keypoints),
             "tracked": bool(f.tracked),
             "emotion": None if f.emotion is None else {
                 "label": f.emotion, "scores": {k: round(v, 4) for k, v in f.emotion_scores.items()}},
             "mesh": None if f.mesh is None else {
-                "confidence": round(float(f.mesh_confidence), 4), "points": [_r(p) for p in f.mesh]},
+                "confidence": round(float(f.mesh_confidence), 4), "points": _r(f.mesh)},
         })
     return {
         "schema": SCHEMA,
