@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
@@ -15,13 +14,13 @@ from audio_clips import SR, clip, padded, to_int16
 @pytest.fixture(scope="module")
 def graph(ros, models_dir):
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Bool, Int16MultiArray, String
 
     from edge_infer.ros.audio_node import AudioNode
+    from edge_infer.ros.runner import spinning
 
     node = AudioNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir)),
                                           Parameter("diagnostics_period_s", value=0.2)])
@@ -32,19 +31,8 @@ def graph(ros, models_dir):
     client.create_subscription(String, "audio_node/wake_word", lambda m: g["wake"].append(json.loads(m.data)), 50)
     client.create_subscription(DiagnosticArray, "/diagnostics", g["diags"].append, 50)
     g["pub"] = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-    ex = MultiThreadedExecutor(num_threads=2)
-    ex.add_node(node)
-    ex.add_node(client)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    deadline = time.monotonic() + 10
-    while g["pub"].get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield g
-    ex.shutdown()
-    th.join(timeout=5)
-    node.destroy_node()
-    client.destroy_node()
+    with spinning(node, client, matched_publisher=g["pub"]):
+        yield g
 
 
 def _play(g, samples: np.ndarray, chunk: int = 1600) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import cv2
@@ -17,7 +16,6 @@ ASTRONAUT_FACE = (170, 50, 280, 190)
 @pytest.fixture(scope="module")
 def graph(ros, models_dir):
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
@@ -25,6 +23,7 @@ def graph(ros, models_dir):
     from std_msgs.msg import String
 
     from edge_infer.ros.face_node import FacePipelineNode
+    from edge_infer.ros.runner import spinning
 
     node = FacePipelineNode(parameter_overrides=[
         Parameter("models_dir", value=str(models_dir)), Parameter("subscribe_compressed", value=True),
@@ -35,20 +34,9 @@ def graph(ros, models_dir):
     client.create_subscription(DiagnosticArray, "/diagnostics", g["diags"].append, 50)
     g["image_pub"] = client.create_publisher(Image, "image", qos_profile_sensor_data)
     g["compressed_pub"] = client.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    executor.add_node(client)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    deadline = time.monotonic() + 10
-    while (g["image_pub"].get_subscription_count() == 0 or g["compressed_pub"].get_subscription_count() == 0) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield g
-    executor.shutdown()
-    spin.join(timeout=5)
-    node.destroy_node()
-    client.destroy_node()
+    with spinning(node, client, matched_publisher=g["image_pub"]):
+        _wait_for(lambda: g["compressed_pub"].get_subscription_count() > 0)
+        yield g
 
 
 def _wait_for(cond, timeout=10.0) -> bool:

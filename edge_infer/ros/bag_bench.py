@@ -166,7 +166,7 @@ class Harness:
 
     def __init__(self, config: BenchConfig, msgtype: str) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from .runner import make_executor
         from rclpy.node import Node
         from rclpy.qos import qos_profile_sensor_data
         from std_msgs.msg import String
@@ -203,7 +203,7 @@ class Harness:
         self._lock = threading.Lock()
         self._outputs: list[tuple[int, float, dict]] = []
         self.client.create_subscription(String, self.faces_topic, self._on_faces, 1000)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = make_executor()
         for n in [*self.nodes, self.client]:
             self.executor.add_node(n)
         self._spin = threading.Thread(target=self.executor.spin, name="bench_bag_executor", daemon=True)

@@ -2,7 +2,7 @@
 
 The embedded default where ``ros2 launch`` is not available: the same nodes, the same YAML files (their
 values are passed as parameter overrides, so they also apply under a namespace), the same remappings,
-spun by one MultiThreadedExecutor; Ctrl-C / SIGTERM shut down cleanly (executor joined, nodes destroyed,
+spun by one executor (runner.make_executor); Ctrl-C / SIGTERM shut down cleanly (executor joined, nodes destroyed,
 rclpy shut down).
 """
 
@@ -68,12 +68,14 @@ def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path
                     ros_args: list[str] | None = None, stop: threading.Event | None = None, echo=print) -> int:
     """Run the enabled nodes until Ctrl-C, SIGTERM or ``stop`` is set. Returns the number of nodes run."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from .runner import make_executor
 
     rclpy.init(args=ros_args)
     stop = stop or threading.Event()
     nodes: list = []
-    executor = MultiThreadedExecutor()
+    executor = make_executor()
     old_term = None
     if threading.current_thread() is threading.main_thread():
         old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
