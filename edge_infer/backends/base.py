@@ -44,13 +44,17 @@ class Backend(abc.ABC):
     def __init__(self, model_path: str) -> None:
         self.model_path = model_path
 
-    @property
-    @abc.abstractmethod
-    def inputs(self) -> Sequence[TensorInfo]: ...
+    #: filled by each backend's constructor from what its runtime reports
+    _inputs: Sequence[TensorInfo] = ()
+    _outputs: Sequence[TensorInfo] = ()
 
     @property
-    @abc.abstractmethod
-    def outputs(self) -> Sequence[TensorInfo]: ...
+    def inputs(self) -> Sequence[TensorInfo]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorInfo]:
+        return self._outputs
 
     @property
     def input_names(self) -> list[str]:

@@ -84,14 +84,6 @@ class OnnxRuntimeBackend(Backend):
         shape = tuple(d if isinstance(d, int) else (d or None) for d in t.shape)
         return TensorInfo(t.name, shape, _ORT_TYPES.get(t.type, t.type))
 
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
-
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         names = list(output_names) if output_names else self.output_names
         try:

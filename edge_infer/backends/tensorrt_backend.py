@@ -188,14 +188,6 @@ class TensorRTBackend(Backend):
         self._current: dict[str, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------------------------------ I/O
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
-
     def _set_shapes(self, feeds: Mapping[str, np.ndarray]) -> bool:
         changed = False
         for info in self._inputs:

@@ -135,14 +135,6 @@ class TorchBackend(Backend):
         size = cfg.get("input_size", 64)
         return module, ["input"], ["scores"], [("batch", 1, size, size)]
 
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
-
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         torch = self.torch
         missing = [t.name for t in self._inputs if t.name not in feeds]
