@@ -423,15 +423,7 @@ class AudioStream:
             if fmt not in ("f32le", "f64le"):
                 st.dtype_mismatches += 1
                 self._note(issues, f"got float{arr.dtype.itemsize * 8} samples, expected {fmt}: read as [-1, 1] floats")
-            x = self._finite(arr.astype(np.float64), issues)
-            over = np.abs(x) > 1.0
-            if over.any():
-                nc = int(over.sum())
-                st.clipped_samples += nc
-                st.clipped_chunks += 1
-                self._note(issues, f"{nc} float samples beyond +-1 clipped")
-                x = np.clip(x, -1.0, 1.0)
-            return x
+            return self._clip_floats(self._finite(arr.astype(np.float64), issues), issues)
         if kind in "iu":
             if kind == "u" or kind == "b":
                 raise TypeError(f"unsigned {arr.dtype} arrays other than uint8 are not audio here")
@@ -446,16 +438,8 @@ class AudioStream:
                 scale = native_scale
                 if native_scale != full_scale or exp_kind != "i":
                     self._note(issues, f"got {arr.dtype} samples, expected {fmt}: read as {arr.dtype}")
-            x = arr.astype(np.float64) / scale
-            sat = (x >= (scale - 1) / scale) | (x <= -1.0)
-            if sat.any():
-                nc = int(sat.sum())
-                st.clipped_samples += nc
-                st.clipped_chunks += 1
-                over = np.abs(x) > 1.0
-                if over.any():
-                    x = np.clip(x, -1.0, 1.0)
-                self._note(issues, f"{nc} samples at full scale (clipping)")
+            x = np.clip(arr.astype(np.float64) / scale, -1.0, 1.0)  # int64 read as int16 can exceed +-1
+            self._count_saturation(x, scale, issues)
             return x
         raise TypeError(f"{arr.dtype} data is not audio")
 
@@ -482,21 +466,29 @@ class AudioStream:
             v = np.frombuffer(raw, dtype=np.dtype(dt))
         x = (v.astype(np.float64) - offset) / full_scale
         if dt.endswith(("f4", "f8")):
-            x = self._finite(x, issues)
-            over = np.abs(x) > 1.0
-            if over.any():
-                nc = int(over.sum())
-                st.clipped_samples += nc
-                st.clipped_chunks += 1
-                self._note(issues, f"{nc} float samples beyond +-1 clipped")
-                x = np.clip(x, -1.0, 1.0)
-        else:
-            sat = (x >= (full_scale - 1) / full_scale) | (x <= -1.0)
-            if sat.any():
-                st.clipped_samples += int(sat.sum())
-                st.clipped_chunks += 1
-                self._note(issues, f"{int(sat.sum())} samples at full scale (clipping)")
+            return self._clip_floats(self._finite(x, issues), issues)
+        self._count_saturation(x, full_scale, issues)
         return x
+
+    def _clip_floats(self, x: np.ndarray, issues: list[str]) -> np.ndarray:
+        """Float samples beyond +-1 are clipped and counted."""
+        over = np.abs(x) > 1.0
+        if over.any():
+            nc = int(over.sum())
+            self.stats.clipped_samples += nc
+            self.stats.clipped_chunks += 1
+            self._note(issues, f"{nc} float samples beyond +-1 clipped")
+            x = np.clip(x, -1.0, 1.0)
+        return x
+
+    def _count_saturation(self, x: np.ndarray, full_scale: float, issues: list[str]) -> None:
+        """Integer samples at full scale are most likely clipped at the source: counted, left as they are."""
+        sat = (x >= (full_scale - 1) / full_scale) | (x <= -1.0)
+        if sat.any():
+            nc = int(sat.sum())
+            self.stats.clipped_samples += nc
+            self.stats.clipped_chunks += 1
+            self._note(issues, f"{nc} samples at full scale (clipping)")
 
     def _finite(self, x: np.ndarray, issues: list[str]) -> np.ndarray:
         """NaN/inf -> 0, counted (before clipping, so inf is not mistaken for clipping)."""
