@@ -59,6 +59,20 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def atomic_save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically (benchmark plots) and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    fig.clf()
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    except ImportError:  # pragma: no cover - a figure implies matplotlib
+        pass
+    return Path(path)
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

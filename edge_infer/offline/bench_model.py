@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_path, atomic_write_json, sha256_file
+from ..fileio import atomic_save_figure, atomic_write_json, sha256_file
 from ..pipeline.latency import latency_stats
 
 log = logging.getLogger(__name__)
@@ -391,9 +391,7 @@ def plot_benchmark(report: Mapping[str, Any], png_path: Path) -> Path:
     fig.suptitle(f"edge-infer bench model  ({report['host'].get('machine')}, {report['host'].get('cpus')} CPUs)",
                  fontsize=10)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(png_path)
+    return atomic_save_figure(fig, png_path)
 
 
 def summary_table(report: Mapping[str, Any]) -> str:

@@ -473,7 +473,7 @@ def run_bench_bag(bag: Path, config: BenchConfig, out_dir: Path | None = None, p
 
 def write_report(report: dict, fixed: list[dict], out_dir: Path) -> dict:
     """bench_bag.json (atomic) + latency histogram and rate sweep PNGs (matplotlib Agg)."""
-    from ..fileio import atomic_path, atomic_write_json
+    from ..fileio import atomic_save_figure, atomic_write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out_dir / "bench_bag.json")}
@@ -493,9 +493,7 @@ def write_report(report: dict, fixed: list[dict], out_dir: Path) -> dict:
         ax.legend()
         fig.tight_layout()
         hist = out_dir / "latency_hist.png"
-        with atomic_path(hist) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+        atomic_save_figure(fig, hist)
         files["latency_hist"] = str(hist)
 
         points = [(a["rate_hz"], a["output_rate_hz"], a["latency_ms"]["p50"], a["latency_ms"]["p99"], a["passed"])
@@ -523,9 +521,7 @@ def write_report(report: dict, fixed: list[dict], out_dir: Path) -> dict:
         fig.suptitle("rate sweep (green = pass, red = fail)")
         fig.tight_layout()
         sweep = out_dir / "rate_sweep.png"
-        with atomic_path(sweep) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+        atomic_save_figure(fig, sweep)
         files["rate_sweep"] = str(sweep)
     except ImportError as e:  # matplotlib optional on a robot
         files["plots_error"] = f"matplotlib not installed: {e}"

@@ -112,11 +112,8 @@ class FacePipelineNode(Node):
         timer = FrameTimer()
         frame = None
         if not compressed:  # a raw image is only a view: check it here so every bad one is counted
-            try:
-                with timer.stage("convert"):
-                    frame = msg_to_image(msg)
-            except BadFrame as e:
-                self._bad(e.reason, str(e))
+            frame = self._convert(msg, False, timer)
+            if frame is None:
                 return
         with self._cv:
             if self._slot is not None:
@@ -139,13 +136,19 @@ class FacePipelineNode(Node):
                 self._bad("processing_error", f"{type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------------------------------ frame
+    def _convert(self, msg, compressed: bool, timer: FrameTimer):
+        """The message as a Frame, or None after counting it as bad input."""
+        try:
+            with timer.stage("convert"):
+                return compressed_to_image(msg) if compressed else msg_to_image(msg)
+        except BadFrame as e:
+            self._bad(e.reason, str(e))
+            return None
+
     def _process(self, msg, frame, timer: FrameTimer) -> None:
         if frame is None:  # compressed: decode only the frames that are actually processed
-            try:
-                with timer.stage("convert"):
-                    frame = compressed_to_image(msg)
-            except BadFrame as e:
-                self._bad(e.reason, str(e))
+            frame = self._convert(msg, True, timer)
+            if frame is None:
                 return
         result = self.pipeline.process(frame, timer)
         stamp = _stamp_ns(msg)
