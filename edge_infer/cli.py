@@ -13,19 +13,9 @@ import logging
 import sys
 from typing import Sequence
 
+from edge_infer.errors import EdgeInferError
+
 COMMAND_MODULES = ["zoo", "demo", "build", "bench", "bundle", "selftest", "export", "import_", "sanitize", "quantize", "validate", "inspect", "convert_all", "bag", "run"]
-
-
-class CommandError(RuntimeError):
-    """A user-facing failure: printed as one line (or JSON) and exit code 2, no traceback."""
-
-
-def emit(args: argparse.Namespace, result: dict, human: str) -> None:
-    """Print ``result`` as JSON with --json, else the human text."""
-    if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print(human)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # user-facing errors from the library carry their own clear message
+    except EdgeInferError as e:  # user-facing: the message is the whole story; anything else is a bug (traceback)
         if args.verbose:
             raise
         if getattr(args, "json", False):
@@ -56,9 +46,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def zoo_fetch_main() -> int:
-    """`ros2 run edge_infer zoo_fetch`: the same as `edge-infer zoo fetch`."""
-    return main(["zoo", "fetch", *sys.argv[1:]])
+def _verb(*verb: str):
+    """A console-script entry point that is ``edge-infer <verb> ...`` (``ros2 run edge_infer <name>``)."""
+
+    def entry() -> int:
+        return main([*verb, *sys.argv[1:]])
+
+    entry.__doc__ = f"`ros2 run edge_infer ...`: the same as `edge-infer {' '.join(verb)}`."
+    return entry
+
+
+# `ros2 run edge_infer <name>` executables (setup.py console_scripts), each one verb of the CLI above
+zoo_fetch_main = _verb("zoo", "fetch")
+run_main = _verb("run")
+export_main = _verb("export")
+import_main = _verb("import")
+sanitize_main = _verb("sanitize")
+quantize_main = _verb("quantize")
+validate_main = _verb("validate")
+inspect_main = _verb("inspect")
+convert_all_main = _verb("convert-all")
+build_main = _verb("build")
+bench_main = _verb("bench")
 
 
 if __name__ == "__main__":

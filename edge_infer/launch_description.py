@@ -112,7 +112,7 @@ def params_path(node: NodeDescription, config_dir: Path | None = None) -> Path:
     """The node's parameter file (installed share/config, a source checkout, or $EDGE_INFER_CONFIG_DIR)."""
     if config_dir is not None:
         return Path(config_dir) / node.params_file
-    from .paths import config_file
+    from edge_infer.paths import config_file
 
     return config_file(node.params_file)
 

@@ -6,6 +6,7 @@ files are looked up in that order of specificity rather than assumed next to the
 
 from __future__ import annotations
 
+from edge_infer.errors import MissingFileError
 import os
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def share_dir() -> Path:
     for d in _candidate_share_dirs():
         if (d / "config").is_dir():
             return d
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"cannot find the {PACKAGE} share directory (config/, launch/); looked in "
         f"{[str(d) for d in _candidate_share_dirs()]}. Reinstall the package or set {CONFIG_ENV}."
     )
@@ -50,7 +51,7 @@ def config_file(name: str) -> Path:
     base = Path(override) if override else share_dir() / "config"
     path = base / name
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}")
     return path
 
 

@@ -19,7 +19,7 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
-from edge_infer.pipeline.audio_bench import INSTALL_HINT, speech_end, synthesize
+from edge_infer.bench.audio import INSTALL_HINT, speech_end, synthesize
 
 SR = 16000
 

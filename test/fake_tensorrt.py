@@ -1,7 +1,7 @@
 """FAKE TensorRT module for tests on machines without TensorRT. NOT TensorRT.
 
 It implements only the slice of the TensorRT 8.6 / 10.x Python builder API that
-edge_infer.offline.engine_build calls, and records every call, so the tests can check which builder flags,
+edge_infer.backends.tensorrt.build calls, and records every call, so the tests can check which builder flags,
 network creation flags, profiles, pool limits, DLA settings and timing-cache calls a build makes for each
 TensorRT major version. It proves nothing about TensorRT itself: the real path is covered by
 test/test_gpu_tensorrt.py (marked gpu, skipped where TensorRT or a GPU is absent).

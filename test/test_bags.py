@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from edge_infer.errors import BagError
 from edge_infer.bags.read import bag_info, calibration_frames_from_bag, iter_messages, load_raw, stamp_ns
 from edge_infer.bags.write import DEFAULT_START_NS, photo_frames, write_audio_bag, write_image_bag
 
@@ -101,7 +102,7 @@ def test_video_and_photo_sources_and_calibration(tmp_path, models_dir):
     frames = calibration_frames_from_bag(tmp_path / "photos", "/image", max_frames=3)
     assert len(frames) == 3 and frames[0].shape == (180, 320, 3) and frames[0].dtype == np.uint8
     assert len(calibration_frames_from_bag(tmp_path / "vid", "/cam/c", 100)) == 8
-    with pytest.raises(KeyError):
+    with pytest.raises(BagError):
         calibration_frames_from_bag(tmp_path / "vid", "/nope", 3)
 
 

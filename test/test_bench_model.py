@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_infer.offline import bench_model as bm
+from edge_infer.bench import model as bm
 from edge_infer.offline.bundle import BundleError, make_bundle, verify_bundle
 
 FAST = dict(warmup=2, runs=8, max_seconds=2.0, min_runs=3)

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from edge_infer.backends import create_backend  # noqa: E402
 from edge_infer.models.emotion import EMOTION_LABELS, crop_faces, decode  # noqa: E402
-from edge_infer.models.mini_xception import ARCHITECTURES, KerasH5Error, load_keras_h5, load_mini_xception  # noqa: E402
+from edge_infer.models.architectures import ARCHITECTURES, KerasH5Error, load_keras_h5, load_mini_xception  # noqa: E402
 from edge_infer.offline.keras_import import keras_h5_to_onnx  # noqa: E402
 
 FACE = (170, 60, 260, 190)  # astronaut.png face, x1 y1 x2 y2

@@ -97,7 +97,7 @@ def test_compressed_image_gives_the_face(graph, astronaut_rgb):
 
 def test_multi_face_frame_gives_all_faces(graph, models_dir):
     from edge_infer.ros.image_conversion import image_to_msg
-    from edge_infer.sample_frames import load_samples, scene
+    from edge_infer.samples.scenes import load_samples, scene
 
     frame = scene(load_samples(models_dir), 0, n_faces=4)
     doc = _send_and_wait(graph, "image_pub", image_to_msg(frame, "bgr8", "cam", graph["client"].get_clock().now().to_msg()))

@@ -7,7 +7,7 @@ import pytest
 
 from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
 from edge_infer.pipeline.frames import BadFrame, Frame, decode_compressed, decode_raw
-from edge_infer.sample_frames import load_samples, scene
+from edge_infer.samples.scenes import load_samples, scene
 
 ASTRONAUT_FACE = (170, 50, 280, 190)  # generous region around the face in astronaut.png (checked by eye)
 

@@ -21,7 +21,7 @@ def _why_not() -> str | None:
         return "tensorrt is not installed (JetPack: python3-libnvinfer; x86: pip install tensorrt)"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (pip install pycuda)"
-    from edge_infer.backends.cuda_mem import gpu_count
+    from edge_infer.backends.tensorrt.cuda import gpu_count
 
     if gpu_count() == 0:
         return "no CUDA GPU / driver on this machine"
@@ -38,8 +38,8 @@ def gpu():
 @pytest.fixture(scope="module")
 def emotion_engine(gpu, models_dir, tmp_path_factory):
     from edge_infer.models.spec import load_zoo
-    from edge_infer.offline.engine_build import BuildOptions, derive_profiles, onnx_inputs
-    from edge_infer.offline.engine_cache import get_engine
+    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs
+    from edge_infer.backends.tensorrt.cache import get_engine
 
     spec = load_zoo().model("emotion")
     onnx_path = spec.path(models_dir)
@@ -50,13 +50,13 @@ def emotion_engine(gpu, models_dir, tmp_path_factory):
 
 
 def _crops(models_dir, n):
-    from edge_infer.offline.bench_model import BenchConfig, make_input
+    from edge_infer.bench.model import BenchConfig, make_input
 
     return make_input("emotion", "emotion", models_dir / "emotion.onnx", models_dir, BenchConfig()).batch(n)
 
 
 def test_build_and_sidecar(emotion_engine):
-    from edge_infer.offline.engine_cache import read_sidecar, runtime_identity
+    from edge_infer.backends.tensorrt.cache import read_sidecar, runtime_identity
 
     _, opts, res = emotion_engine
     meta = read_sidecar(res.engine_path)
@@ -81,8 +81,8 @@ def test_engine_matches_onnxruntime_with_dynamic_batch(emotion_engine, models_di
 
 def test_cache_reuse_and_stale_detection(emotion_engine, tmp_path):
     from edge_infer.backends import BackendError
-    from edge_infer.backends.tensorrt_backend import TensorRTBackend
-    from edge_infer.offline.engine_cache import get_engine, sidecar_path
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+    from edge_infer.backends.tensorrt.cache import get_engine, sidecar_path
 
     onnx_path, opts, res = emotion_engine
     again = get_engine(onnx_path, opts, res.engine_path.parent, "auto")
@@ -113,7 +113,7 @@ def test_selftest_passes(gpu, models_dir):
 
 
 def test_bench_model_tensorrt_column(gpu, models_dir, tmp_path):
-    from edge_infer.offline.bench_model import BenchConfig, run_benchmark
+    from edge_infer.bench.model import BenchConfig, run_benchmark
 
     cfg = BenchConfig(backends=["onnxruntime", "tensorrt"], batches=[1, 8], warmup=3, runs=20,
                       engine_dir=str(tmp_path))

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_infer.cli import main  # noqa: E402
-from edge_infer.offline.errors import OfflineError  # noqa: E402
+from edge_infer.errors import OfflineError  # noqa: E402
 from edge_infer.offline.export import export_checkpoint  # noqa: E402
 from edge_infer.offline.quantize import quantize  # noqa: E402
 from edge_infer.offline.sanitize import sanitize  # noqa: E402
@@ -90,7 +90,7 @@ def test_exported_emotion_matches_torch_source(exported: dict, checkpoint: Path,
 
 
 def test_checkpoint_forms_export_identically(checkpoint: Path, models_dir: Path, work: Path) -> None:
-    from edge_infer.models.mini_xception import MiniXception
+    from edge_infer.models.architectures import MiniXception
 
     sd = torch.load(checkpoint, weights_only=True)["model_state_dict"]
     torch.save(sd, work / "plain.pt")
@@ -109,7 +109,7 @@ def test_checkpoint_forms_export_identically(checkpoint: Path, models_dir: Path,
 
 def test_export_by_class_path_with_kwargs(checkpoint: Path, work: Path, capsys) -> None:
     rc, out, _ = cli(capsys, "export", str(checkpoint), str(work / "cls.onnx"), "--arch",
-                     "edge_infer.models.mini_xception:MiniXception", "--kwargs", '{"num_classes": 7}',
+                     "edge_infer.models.architectures:MiniXception", "--kwargs", '{"num_classes": 7}',
                      "--input-shape", "1x1x64x64", "--target", "jetpack5", "--json")
     r = json.loads(out)
     assert rc == 0 and r["ok"] and r["opset"] == 16 and r["architecture"].endswith(":MiniXception")
@@ -209,7 +209,7 @@ def test_inspect_json(models_dir: Path, capsys) -> None:
 
 # ------------------------------------------------------------------------------------------------ bad inputs
 def test_bad_inputs_give_clear_errors(checkpoint: Path, models_dir: Path, work: Path, capsys) -> None:
-    from edge_infer.models.mini_xception import MiniXception
+    from edge_infer.models.architectures import MiniXception
 
     # missing file
     rc, _, err = cli(capsys, "export", str(work / "nope.pt"), str(work / "x.onnx"))
@@ -248,7 +248,7 @@ def test_bad_inputs_give_clear_errors(checkpoint: Path, models_dir: Path, work: 
     # TensorRT engines dispatch to the engine inspector, which names what to install where TensorRT is missing
     (work / "fake.engine").write_bytes(b"\0" * 16)
     with pytest.raises(Exception, match="TensorRT Python bindings are not installed.*python3-libnvinfer"):
-        from edge_infer.offline.inspect import inspect_model
+        from edge_infer.offline.onnx_info import inspect_model
 
         inspect_model(work / "fake.engine")
     with pytest.raises(OfflineError, match="unknown target"):

@@ -21,8 +21,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge_infer.backends import BackendError, create_backend
-from edge_infer.offline import engine_build as eb
-from edge_infer.offline import engine_cache as ec
+from edge_infer.backends.tensorrt import build as eb
+from edge_infer.backends.tensorrt import cache as ec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_tensorrt import make_fake_tensorrt  # noqa: E402
@@ -356,7 +356,7 @@ def test_fake_tensorrt_dla_core_out_of_range(tmp_path, monkeypatch, models_dir):
 # ---------------------------------------------------------------------------------------------- missing deps
 @needs_no_trt
 def test_clear_errors_without_tensorrt(tmp_path, models_dir):
-    from edge_infer.backends.tensorrt_backend import TensorRTBackend, TensorRTUnavailable, import_tensorrt
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend, TensorRTUnavailable, import_tensorrt
 
     with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
         import_tensorrt()
@@ -373,8 +373,8 @@ def test_clear_errors_without_tensorrt(tmp_path, models_dir):
 
 
 def test_clear_errors_without_pycuda_or_gpu(tmp_path, monkeypatch):
-    from edge_infer.backends import cuda_mem
-    from edge_infer.backends.tensorrt_backend import TensorRTBackend, availability
+    from edge_infer.backends.tensorrt import cuda as cuda_mem
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend, availability
 
     if __import__("importlib").util.find_spec("pycuda") is None:
         with pytest.raises(cuda_mem.CudaUnavailable, match="pip install pycuda"):

@@ -11,7 +11,7 @@ import pytest
 
 from edge_infer.fileio import sha256_bytes, sha256_file
 from edge_infer.models.spec import ModelSource, SpecError, load_zoo
-from edge_infer.models.zoo import WHEEL_DIR, FetchReport, ZooError, fetch, read_member
+from edge_infer.offline.zoo import WHEEL_DIR, FetchReport, ZooError, fetch, read_member
 
 
 def test_default_zoo_lists_every_model_with_pin_and_licence():

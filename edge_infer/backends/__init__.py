@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo
 
 __all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES"]
 
@@ -24,7 +24,7 @@ _auto_logged: set[tuple[str, str]] = set()
 
 def resolve_auto() -> tuple[str, str]:
     """(backend, reason) that ``auto`` picks here: TensorRT if importable with pycuda and a GPU, else ONNX Runtime."""
-    from .tensorrt_backend import availability
+    from edge_infer.backends.tensorrt.runtime import availability
 
     ok, reason = availability()
     return ("tensorrt", reason) if ok else ("onnxruntime", reason)
@@ -38,8 +38,8 @@ def _engine_for(model_path: str, options: dict[str, Any]) -> str:
     """An engine path for ``model_path``: itself when it is an engine, else built/reused via the engine cache."""
     if Path(model_path).suffix != ".onnx":
         return model_path
-    from ..offline.engine_build import BuildOptions, derive_profiles, onnx_inputs, parse_range
-    from ..offline.engine_cache import get_engine
+    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_range
+    from edge_infer.backends.tensorrt.cache import get_engine
 
     c = _pick(options, _CACHE_OPTIONS)
     batch = c.get("batch")
@@ -73,16 +73,16 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
                                "give the .onnx model instead of an engine")
         kind = chosen
     if kind == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
+        from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model_path, **_pick(options, _ORT_OPTIONS))
     if kind == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend, import_tensorrt
+        from edge_infer.backends.tensorrt.runtime import TensorRTBackend, import_tensorrt
 
         import_tensorrt()  # the clear "install python3-libnvinfer" error before any engine build is attempted
         return TensorRTBackend(_engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
     if kind == "torch":
-        from .torch_backend import TorchBackend
+        from edge_infer.backends.torch_backend import TorchBackend
 
         return TorchBackend(model_path, **_pick(options, ("threads", "intra_op_threads", "device", "input_names",
                                                           "output_names")))

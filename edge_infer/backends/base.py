@@ -6,6 +6,7 @@ Inputs and outputs are addressed by tensor name, never by position, because expo
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import abc
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -31,7 +32,7 @@ class TensorInfo:
         return f"{self.name}[{dims}]:{self.dtype}"
 
 
-class BackendError(RuntimeError):
+class BackendError(EdgeInferError, RuntimeError):
     """A model could not be loaded or run; the message says which model and why."""
 
 

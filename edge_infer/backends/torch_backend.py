@@ -3,7 +3,7 @@
 Loads, by file type:
 - ``*.pt`` / ``*.pth`` project checkpoints ``{"model_state_dict", "config": {"architecture": ...}}`` (what
   ``edge-infer zoo fetch`` writes for the emotion model) -> the hand-written module from
-  :data:`edge_infer.models.mini_xception.ARCHITECTURES`;
+  :data:`edge_infer.models.architectures.ARCHITECTURES`;
 - TorchScript archives (``torch.jit.save``; ``*.ts``, ``*.torchscript`` or a ``.pt`` that is one);
 - ``*.onnx`` through ``onnx2torch`` when that package is installed (the zoo's detector and face mesh exist
   only as ONNX / TFLite; onnx2torch rebuilds them as torch modules so torch can be benchmarked on them).
@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class TorchBackend(Backend):
         if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
             raise BackendError(f"{path}: expected a checkpoint with 'model_state_dict' and 'config.architecture'")
         cfg = ckpt.get("config") or {}
-        from ..models.mini_xception import ARCHITECTURES
+        from edge_infer.models.architectures import ARCHITECTURES
 
         arch = cfg.get("architecture")
         if arch not in ARCHITECTURES:

@@ -5,13 +5,14 @@ Also the INT8 calibration source: :func:`calibration_frames_from_bag` (``edge-in
 
 from __future__ import annotations
 
+from edge_infer.errors import BagError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from . import COMPRESSED, IMAGE
+from edge_infer.bags import COMPRESSED, IMAGE
 
 
 @dataclass
@@ -69,7 +70,7 @@ def iter_raw(path: Path, topics: list[str] | None = None) -> Iterator[RawMessage
         if topics:
             missing = set(topics) - {c.topic for c in conns}
             if missing:
-                raise KeyError(f"topics {sorted(missing)} not in bag {path}; it has {sorted({c.topic for c in r.connections})}")
+                raise BagError(f"topics {sorted(missing)} not in bag {path}; it has {sorted({c.topic for c in r.connections})}")
         for c, t, data in r.messages(connections=conns):
             yield RawMessage(c.topic, c.msgtype, t, bytes(data))
 
@@ -96,14 +97,14 @@ def iter_messages(path: Path, topics: list[str] | None = None) -> Iterator[tuple
 
 def decode_image(msgtype: str, msg) -> np.ndarray:
     """An Image / CompressedImage (rosbags-deserialized) as a BGR uint8 array, via the one frame decoder."""
-    from ..pipeline.frames import decode_compressed, decode_raw
+    from edge_infer.pipeline.frames import decode_compressed, decode_raw
 
     if msgtype == IMAGE:
         frame = decode_raw(msg.data, msg.width, msg.height, msg.step, msg.encoding, msg.is_bigendian)
     elif msgtype == COMPRESSED:
         frame = decode_compressed(msg.data, msg.format)
     else:
-        raise TypeError(f"{msgtype} is not an image type ({IMAGE}, {COMPRESSED})")
+        raise BagError(f"{msgtype} is not an image type ({IMAGE}, {COMPRESSED})")
     return np.ascontiguousarray(frame.bgr())
 
 
@@ -125,12 +126,12 @@ def calibration_frames_from_bag(bag: str | Path, topic: str, max_frames: int = 1
     with Reader(bag) as r:
         conns = [c for c in r.connections if c.topic == topic]
         if not conns:
-            raise KeyError(f"topic {topic} not in bag {bag}; topics: {sorted({c.topic for c in r.connections})}")
+            raise BagError(f"topic {topic} not in bag {bag}; topics: {sorted({c.topic for c in r.connections})}")
         if conns[0].msgtype not in (IMAGE, COMPRESSED):
-            raise TypeError(f"{topic} is {conns[0].msgtype}, not {IMAGE} or {COMPRESSED}")
+            raise BagError(f"{topic} is {conns[0].msgtype}, not {IMAGE} or {COMPRESSED}")
         total = sum(c.msgcount for c in conns)
         if total == 0:
-            raise ValueError(f"topic {topic} in {bag} has no messages")
+            raise BagError(f"topic {topic} in {bag} has no messages")
         step = max(1, total // max_frames)
         ts = _typestore_for(r)
         frames: list[np.ndarray] = []

@@ -8,6 +8,7 @@ Every message's header stamp equals its bag receive time, starting at ``start_ns
 
 from __future__ import annotations
 
+from edge_infer.errors import BagError, MissingFileError
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import AUDIO_TYPES, COMPRESSED, IMAGE, STORAGES
+from edge_infer.bags import AUDIO_TYPES, COMPRESSED, IMAGE, STORAGES
 
 DEFAULT_START_NS = 1_700_000_000_000_000_000
 
@@ -66,7 +67,7 @@ def image_cdr(ts, bgr: np.ndarray, stamp_ns: int, frame_id: str, encoding: str =
     elif encoding == "mono8":
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     else:
-        raise ValueError(f"unsupported encoding for bag make: {encoding} (rgb8, bgr8, mono8)")
+        raise BagError(f"unsupported encoding for bag make: {encoding} (rgb8, bgr8, mono8)")
     img = np.ascontiguousarray(img)
     h, w = img.shape[:2]
     step = img.strides[0]
@@ -80,7 +81,7 @@ def compressed_cdr(ts, bgr: np.ndarray, stamp_ns: int, frame_id: str, quality: i
 
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError("JPEG encoding failed")
+        raise BagError("JPEG encoding failed")
     msg = ts.types[COMPRESSED](header=_header(ts, stamp_ns, frame_id), format="jpeg",
                                data=np.frombuffer(buf.tobytes(), np.uint8))
     return bytes(ts.serialize_cdr(msg, COMPRESSED))
@@ -97,14 +98,14 @@ def audio_cdr(ts, chunk: np.ndarray, msgtype: str) -> bytes:
     elif msgtype == "std_msgs/msg/UInt8MultiArray":
         data = np.frombuffer(chunk.astype("<i2").tobytes(), np.uint8)
     else:
-        raise ValueError(f"audio type {msgtype} not one of {AUDIO_TYPES}")
+        raise BagError(f"audio type {msgtype} not one of {AUDIO_TYPES}")
     return bytes(ts.serialize_cdr(T[msgtype](layout=layout, data=data), msgtype))
 
 
 # ------------------------------------------------------------------------------------------------ sources
 def photo_frames(models_dir: Path, n: int, size: tuple[int, int] = (1280, 720)) -> Iterator[np.ndarray]:
     """The demo stream made from the zoo's sample photos (1-4 moving faces)."""
-    from ..sample_frames import demo_sequence, load_samples
+    from edge_infer.samples.scenes import demo_sequence, load_samples
 
     yield from demo_sequence(load_samples(models_dir), n, size=size)
 
@@ -114,7 +115,7 @@ def video_frames(path: Path, n: int | None = None, size: tuple[int, int] | None 
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
+        raise MissingFileError(f"cannot open video {path}")
     try:
         i = 0
         while n is None or i < n:
@@ -148,7 +149,7 @@ def read_wav_mono16(path: Path) -> tuple[np.ndarray, int]:
     elif sw == 4:
         a = np.frombuffer(raw, "<i4").astype(np.int64) >> 16
     else:
-        raise ValueError(f"{path}: unsupported sample width {sw}")
+        raise BagError(f"{path}: unsupported sample width {sw}")
     a = a.reshape(-1, ch).mean(axis=1)
     return np.clip(a, -32768, 32767).astype(np.int16), sr
 
@@ -161,7 +162,7 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGES:
-            raise ValueError(f"storage {storage} not one of {STORAGES}")
+            raise BagError(f"storage {storage} not one of {STORAGES}")
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"{path} exists (rosbag2 bags are directories; remove it or pick another name)")
@@ -212,7 +213,7 @@ def write_image_bag(path: Path, frames: Iterable[np.ndarray], rate_hz: float, *,
                     progress: bool = False) -> BagSummary:
     """Frames as Image (or CompressedImage JPEG) at ``rate_hz``; header stamp = bag time."""
     if rate_hz <= 0:
-        raise ValueError("rate must be > 0")
+        raise BagError("rate must be > 0")
     period = int(round(1e9 / rate_hz))
     if progress:
         from tqdm import tqdm

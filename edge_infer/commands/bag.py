@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def _size(s: str) -> tuple[int, int]:
@@ -61,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from ..bags.write import photo_frames, video_frames, video_rate, write_audio_bag, write_image_bag
+    from edge_infer.bags.write import photo_frames, video_frames, video_rate, write_audio_bag, write_image_bag
 
     out = Path(args.out)
     if args.wav:
@@ -86,7 +85,7 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from ..ros.bag_play import play_main
+    from edge_infer.ros.bag_play import play_main
 
     remap = {}
     for r in args.remap:
@@ -104,7 +103,7 @@ def _play(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..bags.read import bag_info
+    from edge_infer.bags.read import bag_info
 
     d = bag_info(Path(args.bag))
     human = [f"Files:      {d['path']}", f"Storage:    {d['storage']} (metadata v{d['version']})",
@@ -140,7 +139,7 @@ def register_bench_bag(bsub: argparse._SubParsersAction) -> None:
 def _bench_bag(args: argparse.Namespace) -> int:
     import json
 
-    from ..ros.bag_bench import BenchConfig, run_bench_bag
+    from edge_infer.ros.bag_bench import BenchConfig, run_bench_bag
 
     launch_args = {"models_dir": str(models_dir(args))}
     if args.backend:

@@ -8,12 +8,11 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def _register_model(bsub: argparse._SubParsersAction) -> None:
-    from ..offline.bench_model import BACKENDS, DEFAULT_MODELS
+    from edge_infer.bench.model import BACKENDS, DEFAULT_MODELS
 
     p = bsub.add_parser("model", help="one model on torch / onnxruntime (CPU, CUDA, TensorRT EPs) / tensorrt")
     p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
@@ -47,8 +46,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from ..offline.bench_model import BenchConfig, run_benchmark, summary_table
-    from ..offline.engine_build import parse_shape
+    from edge_infer.bench.model import BenchConfig, run_benchmark, summary_table
+    from edge_infer.backends.tensorrt.build import parse_shape
 
     w, h = parse_shape(args.resolution)
     mdir = models_dir(args)
@@ -73,8 +72,8 @@ def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from ..pipeline.face_bench import print_pipeline_bench, run_pipeline_bench
-    from ..ros.face_bench_node import measure_node_e2e
+    from edge_infer.bench.pipeline import print_pipeline_bench, run_pipeline_bench
+    from edge_infer.ros.bench_harness import measure_node_e2e
 
     report = run_pipeline_bench(models_dir(args), frames=args.frames, progress=not args.json, node_e2e=measure_node_e2e)
     if args.json:
@@ -94,7 +93,7 @@ def _register_audio(bsub: argparse._SubParsersAction) -> None:
 
 
 def _audio(args: argparse.Namespace) -> int:
-    from ..pipeline.audio_bench import run_audio_bench
+    from edge_infer.bench.audio import run_audio_bench
 
     report = run_audio_bench(models_dir(args), chunk_samples=args.chunk, repeats=args.repeats, print_results=not args.json)
     if args.json:
@@ -103,7 +102,7 @@ def _audio(args: argparse.Namespace) -> int:
 
 
 def _register_bag(bsub: argparse._SubParsersAction) -> None:
-    from .bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
+    from edge_infer.commands.bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
 
     register_bench_bag(bsub)
 

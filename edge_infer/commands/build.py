@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _targets(args: argparse.Namespace):
-    from ..models.spec import load_zoo
-    from ..offline.engine_build import BuildError, sanitized_path
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.backends.tensorrt.build import BuildError, sanitized_path
 
     zoo = load_zoo()
     mdir = models_dir(args)
@@ -61,7 +60,7 @@ def _targets(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace, onnx_path: Path, spec, engine_dir: Path):
-    from ..offline.engine_build import BuildOptions, derive_profiles, onnx_inputs, parse_profile_arg, parse_range
+    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_profile_arg, parse_range
 
     explicit = dict(parse_profile_arg(t) for t in args.profile)
     batch = parse_range(args.batch) if args.batch else None
@@ -75,9 +74,9 @@ def _options(args: argparse.Namespace, onnx_path: Path, spec, engine_dir: Path):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..backends.tensorrt_backend import tensorrt_version
-    from ..offline import engine_build as eb
-    from ..offline.engine_cache import engine_path_for, get_engine
+    from edge_infer.backends.tensorrt.runtime import tensorrt_version
+    from edge_infer.backends.tensorrt import build as eb
+    from edge_infer.backends.tensorrt.cache import engine_path_for, get_engine
 
     engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else models_dir(args) / "engines"
     echo = (lambda s: None) if args.json else print

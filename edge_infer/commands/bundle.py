@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from ..models.spec import load_zoo
-    from ..offline.bench_model import BenchConfig, make_input
-    from ..offline.bundle import make_bundle
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.bench.model import BenchConfig, make_input
+    from edge_infer.offline.bundle import make_bundle
 
     mdir = models_dir(args)
     zoo = load_zoo()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
-from .export import add_target
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
+from edge_infer.commands.export import add_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..offline.convert_all import convert_all
+    from edge_infer.offline.convert_all import convert_all
 
     r = convert_all(args.deploy_dir, models_dir(args), args.names or None, target=args.target,
                     variants=[v.strip() for v in args.variants.split(",") if v.strip()], images=args.images,
@@ -45,12 +44,3 @@ def _run(args: argparse.Namespace) -> int:
             lines.append(f"  {name:<20} {step:<5} {err}")
     emit(args, {"ok": not r["failed_validations"], **r}, "\n".join(lines))
     return 1 if r["failed_validations"] else 0
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer convert-all`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["convert-all", *sys.argv[1:]])

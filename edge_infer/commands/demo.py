@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fileio import atomic_write_json
-    from ..models.zoo import fetch
-    from ..ros.demo import model_report, print_face_summary, run_audio_demo, run_face_demo
+    from edge_infer.fileio import atomic_write_json
+    from edge_infer.offline.zoo import fetch
+    from edge_infer.ros.demo import model_report, print_face_summary, run_audio_demo, run_face_demo
 
     mdir = models_dir(args)
     echo = (lambda s: None) if args.json else print

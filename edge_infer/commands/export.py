@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import emit
-from . import add_json
+from edge_infer.commands import emit, add_json
 
 
 def add_target(p: argparse.ArgumentParser) -> None:
@@ -37,9 +36,9 @@ def _list(text: str | None) -> list[str] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..offline.errors import OfflineError
-    from ..offline.export import export_checkpoint, parse_shape
-    from ..offline.inspect import describe
+    from edge_infer.errors import OfflineError
+    from edge_infer.offline.export import export_checkpoint, parse_shape
+    from edge_infer.offline.onnx_info import describe
 
     try:
         kwargs = json.loads(args.kwargs)
@@ -53,12 +52,3 @@ def _run(args: argparse.Namespace) -> int:
     emit(args, {"ok": True, **r}, f"exported {r['architecture']} -> {r['path']} (opset {r['opset']}, "
                                   f"{r['size_bytes'] / 1e6:.2f} MB, sha256 {r['sha256'][:12]})\n  {describe(r)}")
     return 0
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer export`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["export", *sys.argv[1:]])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json
-from .export import add_target
+from edge_infer.commands import emit, add_json
+from edge_infer.commands.export import add_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,20 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..offline.importing import import_model
-    from ..offline.inspect import describe
+    from edge_infer.offline.importing import import_model
+    from edge_infer.offline.onnx_info import describe
 
     r = import_model(args.source, args.output, names=args.names, checkpoint=args.checkpoint, target=args.target,
                      opset_version=args.opset, dynamic_batch=not args.static_batch)
     emit(args, {"ok": True, **r}, f"imported {r['kind']} -> {r['path']} (opset {r['opset']}, "
                                   f"{r['size_bytes'] / 1e6:.2f} MB)\n  {describe(r)}")
     return 0
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer import`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["import", *sys.argv[1:]])

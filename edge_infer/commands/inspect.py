@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json
+from edge_infer.commands import emit, add_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..offline.inspect import inspect_model
+    from edge_infer.offline.onnx_info import inspect_model
 
     r = inspect_model(args.model)
     lines = [f"{r['path']}: {r.get('format', '?')}, {r['size_bytes'] / 1e6:.2f} MB"
@@ -26,12 +25,3 @@ def _run(args: argparse.Namespace) -> int:
             lines.append(f"  {kind[:-1]:<6} {t['name']:<24} [{', '.join(map(str, t['shape']))}] {t['dtype']}")
     emit(args, r, "\n".join(lines))
     return 0
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer inspect`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["inspect", *sys.argv[1:]])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ..offline.quantize import quantize
+    from edge_infer.offline.quantize import quantize
 
     with tempfile.TemporaryDirectory(prefix="edge_infer_calib_") as tmp:
         calibration = args.calibration
@@ -47,7 +46,7 @@ def _frames_from_bag(bag: str, topic: str | None, n: int, out: Path) -> Path:
     """Bag frames -> PNG files in ``out``: the quantizer's image-folder calibration path reads them."""
     import cv2
 
-    from ..bags.read import calibration_frames_from_bag
+    from edge_infer.bags.read import calibration_frames_from_bag
 
     if not topic:
         raise ValueError("--calib-bag needs --topic (an Image or CompressedImage topic of the bag)")
@@ -57,12 +56,3 @@ def _frames_from_bag(bag: str, topic: str | None, n: int, out: Path) -> Path:
     for i, frame in enumerate(frames):
         cv2.imwrite(str(out / f"frame_{i:05d}.png"), frame)
     return out
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer quantize`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["quantize", *sys.argv[1:]])

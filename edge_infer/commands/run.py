@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..launch_description import LAUNCH_ARGUMENTS
+    from edge_infer.launch_description import LAUNCH_ARGUMENTS
 
     p = sub.add_parser("run", help="run the face + audio nodes in one process (same config as pipeline.launch.py)")
     for a in LAUNCH_ARGUMENTS:
@@ -22,14 +22,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..launch_description import LAUNCH_ARGUMENTS, resolve
+    from edge_infer.launch_description import LAUNCH_ARGUMENTS, resolve
 
     values = {a.name: getattr(args, a.name) for a in LAUNCH_ARGUMENTS if getattr(args, a.name) is not None}
     config_dir = Path(args.config_dir) if args.config_dir else None
     if args.print_only:
         print(json.dumps([n.as_dict() for n in resolve(values, config_dir)], indent=2, default=str))
         return 0
-    from ..ros.one_process import run_description
+    from edge_infer.ros.one_process import run_description
 
     ros_args = ["edge-infer", *args.ros_args] if args.ros_args else None
     run_description(values, config_dir, ros_args)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
-from .export import add_target
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
+from edge_infer.commands.export import add_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..offline.sanitize import sanitize
+    from edge_infer.offline.sanitize import sanitize
 
     r = sanitize(args.model, args.output, target=args.target, verify=not args.no_verify, atol=args.atol,
                  name=args.name, models_dir=models_dir(args), images=args.images)
@@ -35,12 +34,3 @@ def _run(args: argparse.Namespace) -> int:
     lines += [f"  warning: {w}" for w in r["warnings"]]
     emit(args, {"ok": True, **r}, "\n".join(lines))
     return 0
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer sanitize`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["sanitize", *sys.argv[1:]])

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    from ..offline.selftest import run_selftest
+    from edge_infer.offline.selftest import run_selftest
 
     report = run_selftest(models_dir(args), args.model, args.precision, args.max_batch,
                           echo=(lambda s: None) if args.json else print)

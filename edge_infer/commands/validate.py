@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..offline.validate import validate
+    from edge_infer.offline.validate import validate
 
     r = validate(args.model, args.reference, level=args.level, name=args.name, task=args.task, images=args.images,
                  models_dir=models_dir(args), atol=args.atol, report=args.report, progress=not args.json,
@@ -38,12 +37,3 @@ def _run(args: argparse.Namespace) -> int:
               for c in r["checks"]]
     emit(args, {"ok": r["verdict"] == "pass", **r}, "\n".join(lines))
     return 0 if r["verdict"] == "pass" else 1
-
-
-def main() -> int:
-    """Console script / `ros2 run edge_infer ...`: the same as `edge-infer validate`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["validate", *sys.argv[1:]])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cli import emit
-from . import add_json, add_models_dir, models_dir
+from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from ..models.spec import load_zoo
-    from ..models.zoo import fetch
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.offline.zoo import fetch
 
     t0 = time.perf_counter()
     out = models_dir(args)
@@ -44,7 +43,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..models.spec import load_zoo
+    from edge_infer.models.spec import load_zoo
 
     zoo = load_zoo(args.zoo)
     out = models_dir(args)

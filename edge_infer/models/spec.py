@@ -7,19 +7,20 @@ written down once.
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..paths import config_file
+from edge_infer.paths import config_file
 
 ZOO_SCHEMA = "edge_infer/models"
 ZOO_VERSION = 1
 
 
-class SpecError(ValueError):
+class SpecError(EdgeInferError, ValueError):
     """config/models.yaml (or a user zoo file) is malformed; the message names the entry and field."""
 
 

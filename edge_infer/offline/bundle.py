@@ -8,6 +8,7 @@ target and swapped in, so an interrupted bundle never leaves a half-filled deplo
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import io
 import json
 import os
@@ -20,13 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_path, sha256_file
+from edge_infer.fileio import atomic_path, sha256_file
 
 MANIFEST_SCHEMA = "edge_infer/bundle"
 MANIFEST_VERSION = 1
 
 
-class BundleError(RuntimeError):
+class BundleError(EdgeInferError, RuntimeError):
     """A bundle input is missing or the output cannot be written; the message names the file."""
 
 
@@ -81,7 +82,7 @@ def make_bundle(
             import hashlib
 
             entries.append({"name": name, "bytes": len(src), "sha256": hashlib.sha256(src).hexdigest()})
-    from .. import __name__ as pkg
+    from edge_infer import __name__ as pkg
 
     manifest = {
         "schema": MANIFEST_SCHEMA, "version": MANIFEST_VERSION, "package": pkg,

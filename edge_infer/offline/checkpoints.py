@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import OfflineError, require_file
+from edge_infer.errors import OfflineError, require_file
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Checkpoint:
 
 def architectures() -> dict[str, type]:
     """Registry name -> torch module class (the zoo's reference architectures)."""
-    from ..models.mini_xception import ARCHITECTURES
+    from edge_infer.models.architectures import ARCHITECTURES
 
     return dict(ARCHITECTURES)
 

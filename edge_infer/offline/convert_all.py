@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..fileio import atomic_path, atomic_write_json, sha256_bytes, sha256_file
-from .errors import OfflineError
-from .inputs import VISION_TASKS
+from edge_infer.fileio import atomic_path, atomic_write_json, sha256_bytes, sha256_file
+from edge_infer.errors import OfflineError
+from edge_infer.offline.inputs import VISION_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,11 @@ def _variant_entry(path: Path, deploy: Path, validation: dict | None) -> dict:
 
 def convert_model(spec, models_dir: Path, deploy: Path, steps: _Steps, target: str | None,
                   variants: Iterable[str], images: Path | None) -> dict[str, Any]:
-    from .export import export_checkpoint
-    from .quantize import quantize
-    from .sanitize import sanitize
-    from .targets import get_target
-    from .validate import validate
+    from edge_infer.offline.export import export_checkpoint
+    from edge_infer.offline.quantize import quantize
+    from edge_infer.offline.sanitize import sanitize
+    from edge_infer.offline.targets import get_target
+    from edge_infer.offline.validate import validate
 
     name, out_dir = spec.name, deploy / spec.name
     tgt = get_target(target).name
@@ -165,9 +165,9 @@ def convert_all(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from ..models.spec import load_zoo
-    from ..paths import default_models_dir
-    from .targets import get_target
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.paths import default_models_dir
+    from edge_infer.offline.targets import get_target
 
     t0 = time.perf_counter()
     deploy = Path(deploy_dir).expanduser()

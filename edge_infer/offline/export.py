@@ -12,11 +12,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..fileio import atomic_path, sha256_file
-from .checkpoints import build_module, load_checkpoint
-from .errors import OfflineError
-from .inspect import load_onnx, opset as onnx_opset, signature
-from .targets import get_target
+from edge_infer.fileio import atomic_path, sha256_file
+from edge_infer.offline.checkpoints import build_module, load_checkpoint
+from edge_infer.errors import OfflineError
+from edge_infer.offline.onnx_info import load_onnx, opset as onnx_opset, signature
+from edge_infer.offline.targets import get_target
 
 #: I/O defaults for the registry architectures (used when the command line does not give them)
 ARCH_IO: dict[str, dict[str, Any]] = {

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_file
-from .errors import OfflineError, require_file
-from .inspect import load_onnx, opset, signature
-from .targets import get_target
+from edge_infer.fileio import sha256_file
+from edge_infer.errors import OfflineError, require_file
+from edge_infer.offline.onnx_info import load_onnx, opset, signature
+from edge_infer.offline.targets import get_target
 
 
 def import_model(source: str | Path, output: str | Path, names: str | None = None, checkpoint: str | Path | None = None,
@@ -20,7 +20,7 @@ def import_model(source: str | Path, output: str | Path, names: str | None = Non
     source, output = require_file(source, "source model"), Path(output)
     suffix = source.suffix.lower()
     if suffix == ".tflite":
-        from .tflite_import import FACE_MESH_NAMES, tflite_to_onnx
+        from edge_infer.offline.tflite_import import FACE_MESH_NAMES, tflite_to_onnx
 
         rename = {"face_mesh": FACE_MESH_NAMES}.get(names or "") if names else None
         if names and rename is None:
@@ -34,8 +34,8 @@ def import_model(source: str | Path, output: str | Path, names: str | None = Non
                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         kind = "tflite"
     elif suffix in (".h5", ".hdf5"):
-        from ..models.mini_xception import KerasH5Error
-        from .keras_import import keras_h5_to_onnx
+        from edge_infer.models.architectures import KerasH5Error
+        from edge_infer.offline.keras_import import keras_h5_to_onnx
 
         try:
             keras_h5_to_onnx(source, output, checkpoint_path=checkpoint, opset=opset_version or get_target(target).opset)

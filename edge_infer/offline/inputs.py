@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import OfflineError
+from edge_infer.errors import OfflineError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def default_image_dir(models_dir: Path) -> Path:
 
 def _detector_faces(images: list[tuple[str, np.ndarray]], models_dir: Path | None):
     """Per image: (boxes [K,4], keypoints [K,5,2]) from the zoo's RetinaFace; centre square if none found."""
-    from ..models import retinaface as rf
+    from edge_infer.models import retinaface as rf
 
     det_path = Path(models_dir) / "face_detector.onnx" if models_dir else None
     sess = None
@@ -119,7 +119,7 @@ def vision_inputs(task: str, input_name: str, images: list[tuple[str, np.ndarray
                   models_dir: Path | None, input_size: tuple[int, int] | None = None) -> Inputs:
     names = ", ".join(n for n, _ in images)
     if task == "face_detection":
-        from ..models import retinaface as rf
+        from edge_infer.models import retinaface as rf
 
         feeds = []
         for _, img in images:
@@ -130,7 +130,7 @@ def vision_inputs(task: str, input_name: str, images: list[tuple[str, np.ndarray
                                    f"to {input_size or rf.DEFAULT_INPUT_SIZE}")
     faces = _detector_faces(images, models_dir)
     if task == "emotion":
-        from ..models.emotion import crop_faces
+        from edge_infer.models.emotion import crop_faces
 
         crops = []
         for (_, img), (boxes, _) in zip(images, faces):
@@ -142,7 +142,7 @@ def vision_inputs(task: str, input_name: str, images: list[tuple[str, np.ndarray
         return Inputs(task, [{input_name: batch}], f"{len(batch)} fer-style face crops (6 jitters x mirror) of "
                                                    f"{sum(len(b) for b, _ in faces)} faces in {names}")
     if task == "face_mesh":
-        from ..models.face_mesh import Roi, crop_batch, roi_from_detection
+        from edge_infer.models.face_mesh import Roi, crop_batch, roi_from_detection
 
         crops = []
         for (_, img), (boxes, kps) in zip(images, faces):
@@ -255,7 +255,7 @@ def identify(path: str | Path, name: str | None = None):
 
     Returns the ModelSpec or None (unknown models still validate, on random inputs).
     """
-    from ..models.spec import load_zoo
+    from edge_infer.models.spec import load_zoo
 
     zoo = load_zoo()
     if name:

@@ -1,7 +1,7 @@
 """Keras .h5 -> torch checkpoint -> ONNX, without TensorFlow or Keras.
 
 TensorFlow is not installable on the dev machines and tf2onnx needs it, so Keras models are rebuilt as
-torch modules (edge_infer.models.mini_xception) and exported with torch's legacy TorchScript exporter,
+torch modules (edge_infer.models.architectures) and exported with torch's legacy TorchScript exporter,
 which needs no onnxscript and always writes a single self-contained .onnx file.
 """
 
@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from edge_infer.fileio import atomic_path
-from edge_infer.models.mini_xception import INPUT_SIZE, NUM_CLASSES, load_mini_xception
+from edge_infer.models.architectures import INPUT_SIZE, NUM_CLASSES, load_mini_xception
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "scores"
@@ -56,19 +56,3 @@ def keras_h5_to_onnx(
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             )
     return Path(onnx_path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: python -m edge_infer.offline.keras_import model.h5 out.onnx [--checkpoint out.pt]."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("h5")
-    p.add_argument("onnx")
-    p.add_argument("--checkpoint")
-    p.add_argument("--opset", type=int, default=17)
-    a = p.parse_args(argv)
-    print(keras_h5_to_onnx(a.h5, a.onnx, a.checkpoint, a.opset))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path, sha256_file
-from .errors import OfflineError
-from .inspect import load_onnx, signature
+from edge_infer.fileio import atomic_path, sha256_file
+from edge_infer.errors import OfflineError
+from edge_infer.offline.onnx_info import load_onnx, signature
 
 MODES = ("fp16", "int8", "int8-dynamic")
 
@@ -43,7 +43,7 @@ def upgrade_opset(src: Path, dst: Path, minimum: int = 13) -> Path:
     import onnx
     from onnx import version_converter
 
-    from .inspect import opset
+    from edge_infer.offline.onnx_info import opset
 
     model = load_onnx(src)
     if opset(model) >= minimum:
@@ -96,7 +96,7 @@ class _Reader:
 def to_int8_static(src: Path, tmp: Path, calibration, name: str | None, models_dir, progress: bool) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from .inputs import identify, model_inputs
+    from edge_infer.offline.inputs import identify, model_inputs
 
     spec = identify(src, name)
     sig = signature(load_onnx(src))
@@ -114,7 +114,7 @@ def to_int8_static(src: Path, tmp: Path, calibration, name: str | None, models_d
             quant_pre_process(str(base), str(pre), skip_symbolic_shape=False)
         except Exception:
             pre = base
-        from .inspect import opset as _opset
+        from edge_infer.offline.onnx_info import opset as _opset
 
         per_channel = _opset(load_onnx(pre, check=False)) >= 13
         try:
@@ -149,7 +149,7 @@ def quantize(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Write the ``mode`` variant of ``model_path`` to ``output``; report sizes and the reduction."""
-    from ..paths import default_models_dir
+    from edge_infer.paths import default_models_dir
 
     if mode not in MODES:
         raise OfflineError(f"unknown quantization mode '{mode}'; choose one of {MODES}")

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .errors import OfflineError, require_file
+from edge_infer.errors import OfflineError, require_file
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin")
@@ -23,7 +23,7 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 def onnx_runner(path: str | Path, threads: int = 0) -> Runner:
     import onnxruntime as ort
 
-    from .inspect import load_onnx
+    from edge_infer.offline.onnx_info import load_onnx
 
     path = require_file(path, "ONNX model")
     load_onnx(path, check=False)  # clear message for truncated files before ORT's own
@@ -52,7 +52,7 @@ def torch_runner(path: str | Path, input_names: list[str], output_names: list[st
                  kwargs: dict | None = None, trust: bool = False) -> Runner:
     import torch
 
-    from .checkpoints import build_module, load_checkpoint
+    from edge_infer.offline.checkpoints import build_module, load_checkpoint
 
     module, _ = build_module(load_checkpoint(path, trust=trust), architecture, kwargs)
 

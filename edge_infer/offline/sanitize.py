@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_path, sha256_file
-from .errors import OfflineError
-from .inspect import load_onnx, op_counts, opset, signature
-from .targets import get_target
+from edge_infer.fileio import atomic_path, sha256_file
+from edge_infer.errors import OfflineError
+from edge_infer.offline.onnx_info import load_onnx, op_counts, opset, signature
+from edge_infer.offline.targets import get_target
 
 INT32_MAX = 2**31 - 1
 
@@ -126,7 +126,7 @@ def sanitize(
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
         if verify:
-            from .validate import validate
+            from edge_infer.offline.validate import validate
 
             v = validate(tmp, model_path, level="exact", atol=atol, name=name or _zoo_name(model_path),
                          models_dir=models_dir, images=images)
@@ -143,7 +143,7 @@ def sanitize(
 
 
 def _zoo_name(path: Path) -> str | None:
-    from .inputs import identify
+    from edge_infer.offline.inputs import identify
 
     spec = identify(path)
     return spec.name if spec else None

@@ -55,8 +55,8 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
             add(name, "SKIP", f"not run: {after} failed")
         return report
 
-    from ..backends.cuda_mem import PYCUDA_HINT, gpu_count
-    from ..backends.tensorrt_backend import TensorRTUnavailable, import_tensorrt
+    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
+    from edge_infer.backends.tensorrt.runtime import TensorRTUnavailable, import_tensorrt
 
     try:
         trt = import_tensorrt()
@@ -74,17 +74,17 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
     if n == 0:
         add("pycuda + GPU", "FAIL", "no CUDA GPU found (libcuda reports 0 devices)")
         return skip_rest("GPU")
-    from ..backends.cuda_mem import device_info
+    from edge_infer.backends.tensorrt.cuda import device_info
 
     dev = device_info(0)
     add("pycuda + GPU", "PASS", f"{dev.name} (compute {dev.compute_capability}, {dev.total_memory_mb} MB)",
         gpus=n, compute_capability=dev.compute_capability)
 
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..backends.tensorrt_backend import TensorRTBackend
-    from ..models.spec import load_zoo
-    from .bench_model import BenchConfig, make_input
-    from .engine_build import BuildOptions, build_engine, derive_profiles, onnx_inputs
+    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.bench.model import BenchConfig, make_input
+    from edge_infer.backends.tensorrt.build import BuildOptions, build_engine, derive_profiles, onnx_inputs
 
     spec = load_zoo().model(model)
     onnx_path = spec.path(models_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import OfflineError
+from edge_infer.errors import OfflineError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from edge_infer.fileio import atomic_write_bytes
 
 FACE_MESH_NAMES: dict[str, str] = {"input_1": "image", "conv2d_20": "landmarks", "conv2d_30": "face_flag"}
 

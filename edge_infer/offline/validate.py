@@ -15,11 +15,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write_json, sha256_file
-from .errors import OfflineError, require_file
-from .inputs import Inputs, identify, model_inputs
-from .inspect import load_onnx, signature
-from .runners import onnx_runner, source_runner
+from edge_infer.fileio import atomic_write_json, sha256_file
+from edge_infer.errors import OfflineError, require_file
+from edge_infer.offline.inputs import Inputs, identify, model_inputs
+from edge_infer.offline.onnx_info import load_onnx, signature
+from edge_infer.offline.runners import onnx_runner, source_runner
 
 REPORT_SCHEMA = "edge_infer/validation"
 REPORT_VERSION = 1
@@ -48,7 +48,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def detection_metrics(feeds, refs, tests) -> dict[str, float]:
-    from ..models import retinaface as rf
+    from edge_infer.models import retinaface as rf
 
     same, ious, sdiffs, faces = 0, [], [], 0
     for feed, r, t in zip(feeds, refs, tests):
@@ -175,7 +175,7 @@ def validate(
     inputs: Inputs | None = None,
 ) -> dict[str, Any]:
     """Compare ``model`` (ONNX) with ``reference`` (ONNX / torch checkpoint / Keras h5); optional JSON report."""
-    from ..paths import default_models_dir
+    from edge_infer.paths import default_models_dir
 
     t0 = time.perf_counter()
     model, reference = require_file(model, "ONNX model"), require_file(reference, "reference model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .face_pipeline import FaceFrameResult
+from edge_infer.pipeline.face_pipeline import FaceFrameResult
 
 
 def draw_faces(image_bgr: np.ndarray, result: FaceFrameResult) -> np.ndarray:

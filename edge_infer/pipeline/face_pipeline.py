@@ -13,16 +13,17 @@ detector's box/keypoints and the mesh's is recorded and reapplied to the tracked
 
 from __future__ import annotations
 
+from edge_infer.errors import MissingFileError
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..backends import Backend, create_backend
-from ..models import emotion as emotion_model
-from ..models import face_mesh, retinaface
-from .frames import Frame
-from .latency import FrameTimer
+from edge_infer.backends import Backend, create_backend
+from edge_infer.models import emotion as emotion_model
+from edge_infer.models import face_mesh, retinaface
+from edge_infer.pipeline.frames import Frame
+from edge_infer.pipeline.latency import FrameTimer
 
 #: mesh indices standing for RetinaFace's 5 keypoints (right eye, left eye, nose, mouth right, mouth left)
 MESH_KEYPOINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
@@ -96,7 +97,7 @@ class FacePipeline:
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, backend: str = "onnxruntime", config: FaceConfig | None = None,
                         **backend_options) -> "FacePipeline":
-        from ..models.spec import load_zoo
+        from edge_infer.models.spec import load_zoo
 
         config = config or FaceConfig()
         zoo = load_zoo()
@@ -105,7 +106,7 @@ class FacePipeline:
             spec = zoo.model(name)
             path = spec.path(Path(models_dir))
             if not path.is_file():
-                raise FileNotFoundError(f"model '{name}' not found at {path}: run `edge-infer zoo fetch`")
+                raise MissingFileError(f"model '{name}' not found at {path}: run `edge-infer zoo fetch`")
             options = dict(backend_options)
             if backend in ("tensorrt", "auto") and spec.profile:
                 options.setdefault("spec_profile", spec.profile)  # engine optimization profile from the zoo

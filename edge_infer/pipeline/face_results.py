@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from .face_pipeline import FaceFrameResult
+from edge_infer.pipeline.face_pipeline import FaceFrameResult
 
 SCHEMA = "edge_infer/faces"
 VERSION = 1

@@ -6,6 +6,7 @@ made lazily and cached, because the detector wants BGR, the mesh RGB and emotion
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,7 +24,7 @@ ENCODINGS: dict[str, tuple[int, str]] = {
 }
 
 
-class BadFrame(ValueError):
+class BadFrame(EdgeInferError, ValueError):
     """An input that cannot be a valid frame; ``reason`` is a short stable key counted in diagnostics."""
 
     def __init__(self, reason: str, detail: str) -> None:

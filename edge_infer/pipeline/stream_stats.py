@@ -10,7 +10,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from .latency import FrameTimer, LatencyTracker
+from edge_infer.pipeline.latency import FrameTimer, LatencyTracker
 
 OK, WARN, ERROR = 0, 1, 2
 

@@ -7,6 +7,7 @@ publish audio in many shapes; audio_common_msgs is imported by type string so it
 
 from __future__ import annotations
 
+from edge_infer.errors import ConfigError
 import importlib
 from pathlib import Path
 
@@ -16,12 +17,12 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
-from ..paths import default_models_dir
-from ..pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
-from ..pipeline.audio_stream import StreamConfig
-from ..pipeline.stream_stats import OK, WARN
-from .diagnostics import status_array
-from .params import declare, declare_qos
+from edge_infer.paths import default_models_dir
+from edge_infer.pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
+from edge_infer.pipeline.audio_stream import StreamConfig
+from edge_infer.pipeline.stream_stats import OK, WARN
+from edge_infer.ros.diagnostics import status_array
+from edge_infer.ros.params import declare, declare_qos
 
 MESSAGE_TYPES = (
     "std_msgs/msg/Int16MultiArray",
@@ -38,9 +39,9 @@ def import_message(type_string: str):
         pkg, kind, name = type_string.split("/")
         return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
     except ValueError:
-        raise ValueError(f"message_type must look like 'pkg/msg/Type', got {type_string!r}") from None
+        raise ConfigError(f"message_type must look like 'pkg/msg/Type', got {type_string!r}") from None
     except (ImportError, AttributeError) as e:
-        raise RuntimeError(f"message type {type_string} is not available ({e}); install it, e.g. "
+        raise ConfigError(f"message type {type_string} is not available ({e}); install it, e.g. "
                            f"sudo apt install ros-$ROS_DISTRO-{type_string.split('/')[0].replace('_', '-')}") from e
 
 
@@ -172,7 +173,7 @@ class AudioNode(Node):
 
 
 def main(args=None) -> None:
-    from .runner import run_nodes
+    from edge_infer.ros.runner import run_nodes
 
     run_nodes([AudioNode], args)
 

@@ -14,6 +14,7 @@ The pipeline under test is started in this process from the launch description (
 
 from __future__ import annotations
 
+from edge_infer.errors import BagError
 import json
 import os
 import platform
@@ -27,9 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..pipeline.latency import latency_stats
-from ..bags import COMPRESSED, IMAGE
-from ..bags.read import RawMessage, load_raw
+from edge_infer.pipeline.latency import latency_stats
+from edge_infer.bags import COMPRESSED, IMAGE
+from edge_infer.bags.read import RawMessage, load_raw
 
 SCHEMA = "edge_infer/bench_bag"
 VERSION = 1
@@ -107,7 +108,7 @@ def bag_sha256(path: Path) -> str:
     """sha256 over the bag directory's files (names and contents, sorted), or the file itself."""
     import hashlib
 
-    from ..fileio import sha256_file
+    from edge_infer.fileio import sha256_file
 
     path = Path(path)
     if path.is_file():
@@ -119,19 +120,19 @@ def bag_sha256(path: Path) -> str:
 
 
 def select_image_messages(path: Path, topic: str | None) -> tuple[str, str, list[RawMessage]]:
-    from ..bags.read import bag_info
+    from edge_infer.bags.read import bag_info
 
     info = bag_info(path)
     images = {t: v["type"] for t, v in info["topics"].items() if v["type"] in (IMAGE, COMPRESSED)}
     if topic is None:
         if len(images) != 1:
-            raise ValueError(f"bag {path} has image topics {sorted(images)}: pick one with --topic")
+            raise BagError(f"bag {path} has image topics {sorted(images)}: pick one with --topic")
         topic = next(iter(images))
     if topic not in images:
-        raise KeyError(f"{topic} is not an image topic of {path} (image topics: {sorted(images)})")
+        raise BagError(f"{topic} is not an image topic of {path} (image topics: {sorted(images)})")
     msgs = load_raw(path, [topic])
     if not msgs:
-        raise ValueError(f"{topic} in {path} has no messages")
+        raise BagError(f"{topic} in {path} has no messages")
     return topic, images[topic], msgs
 
 
@@ -166,12 +167,12 @@ class Harness:
 
     def __init__(self, config: BenchConfig, msgtype: str) -> None:
         import rclpy
-        from .runner import make_executor
+        from edge_infer.ros.runner import make_executor
         from rclpy.node import Node
         from rclpy.qos import qos_profile_sensor_data
         from std_msgs.msg import String
 
-        from .bag_play import message_class
+        from edge_infer.ros.bag_play import message_class
 
         self.config = config
         self.own_init = not rclpy.ok()
@@ -180,7 +181,7 @@ class Harness:
         self.nodes = []
         try:
             if not config.external:
-                from ..ros.one_process import build_nodes
+                from edge_infer.ros.one_process import build_nodes
 
                 args = {"enable_audio": "false", "enable_face": "true", "namespace": config.namespace,
                         **config.launch_arguments}
@@ -473,7 +474,7 @@ def run_bench_bag(bag: Path, config: BenchConfig, out_dir: Path | None = None, p
 
 def write_report(report: dict, fixed: list[dict], out_dir: Path) -> dict:
     """bench_bag.json (atomic) + latency histogram and rate sweep PNGs (matplotlib Agg)."""
-    from ..fileio import atomic_save_figure, atomic_write_json
+    from edge_infer.fileio import atomic_save_figure, atomic_write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out_dir / "bench_bag.json")}

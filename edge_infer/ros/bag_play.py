@@ -6,13 +6,14 @@ decoding. QoS follows the bag's offered QoS (best effort for camera topics, as r
 
 from __future__ import annotations
 
+from edge_infer.errors import ConfigError
 import importlib
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bags.read import RawMessage, load_raw
+from edge_infer.bags.read import RawMessage, load_raw
 
 
 def message_class(msgtype: str):
@@ -73,7 +74,7 @@ def schedule(messages: list[RawMessage], rate: float | None) -> list[float]:
     if rate is None:
         return [0.0] * len(messages)
     if rate <= 0:
-        raise ValueError("rate must be > 0 (or None for as fast as possible)")
+        raise ConfigError("rate must be > 0 (or None for as fast as possible)")
     return [(m.t_ns - t0) / 1e9 / rate for m in messages]
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..pipeline.face_pipeline import FaceConfig, FacePipeline
-from ..pipeline.frames import Frame
-from ..pipeline.latency import latency_stats
-from ..sample_frames import demo_sequence, load_samples
-from .runner import spinning
+from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
+from edge_infer.pipeline.frames import Frame
+from edge_infer.pipeline.latency import latency_stats
+from edge_infer.samples.scenes import demo_sequence, load_samples
+from edge_infer.ros.runner import spinning
 
 
 def model_report(models_dir: Path, echo=print) -> None:
@@ -49,8 +49,8 @@ def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from .face_node import FacePipelineNode
-    from .image_conversion import image_to_msg, msg_to_image
+    from edge_infer.ros.face_node import FacePipelineNode
+    from edge_infer.ros.image_conversion import image_to_msg, msg_to_image
 
     samples = load_samples(models_dir)
     frames = list(demo_sequence(samples, n_frames))
@@ -131,8 +131,8 @@ def run_audio_demo(models_dir: Path, echo=print) -> dict:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Bool, Int16MultiArray, String
 
-    from ..pipeline.audio_bench import speech_16k
-    from .audio_node import AudioNode
+    from edge_infer.bench.audio import speech_16k
+    from edge_infer.ros.audio_node import AudioNode
 
     silence = np.zeros(16000, np.float32)
     parts = [silence, speech_16k("please open the door"), silence, speech_16k("hey jarvis"), silence, silence]

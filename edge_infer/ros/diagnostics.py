@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from ..pipeline.stream_stats import HealthBounds, StreamStats
+from edge_infer.pipeline.stream_stats import HealthBounds, StreamStats
 
 
 def diagnostic_array(node, name: str, hardware_id: str, stats: StreamStats, bounds: HealthBounds,

@@ -19,16 +19,16 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ..paths import default_models_dir
-from ..pipeline.draw import draw_faces
-from ..pipeline.face_pipeline import FaceConfig, FacePipeline
-from ..pipeline.face_results import face_result_to_json
-from ..pipeline.frames import BadFrame
-from ..pipeline.latency import FrameTimer
-from ..pipeline.stream_stats import HealthBounds, StreamStats
-from .diagnostics import diagnostic_array
-from .image_conversion import compressed_to_image, image_to_msg, msg_to_image
-from .params import declare, declare_qos
+from edge_infer.paths import default_models_dir
+from edge_infer.pipeline.draw import draw_faces
+from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
+from edge_infer.pipeline.face_results import face_result_to_json
+from edge_infer.pipeline.frames import BadFrame
+from edge_infer.pipeline.latency import FrameTimer
+from edge_infer.pipeline.stream_stats import HealthBounds, StreamStats
+from edge_infer.ros.diagnostics import diagnostic_array
+from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
+from edge_infer.ros.params import declare, declare_qos
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch", "auto")
 
@@ -195,7 +195,7 @@ class FacePipelineNode(Node):
 
 
 def main(args=None) -> None:
-    from .runner import run_nodes
+    from edge_infer.ros.runner import run_nodes
 
     run_nodes([FacePipelineNode], args)
 

@@ -7,7 +7,7 @@ import array
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..pipeline.frames import Frame, decode_compressed, decode_raw, encode_raw
+from edge_infer.pipeline.frames import Frame, decode_compressed, decode_raw, encode_raw
 
 
 def msg_to_image(msg: Image) -> Frame:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..launch_description import ResolvedNode, load_node_parameters, resolve
+from edge_infer.launch_description import ResolvedNode, load_node_parameters, resolve
 
 
 def node_class(module: str, class_name: str):
@@ -70,7 +70,7 @@ def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from .runner import make_executor
+    from edge_infer.ros.runner import make_executor
 
     rclpy.init(args=ros_args)
     stop = stop or threading.Event()
@@ -104,12 +104,3 @@ def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return len(nodes)
-
-
-def main(args=None) -> None:
-    """``ros2 run edge_infer pipeline``: the whole pipeline in one process (``edge-infer run``)."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["run", *(sys.argv[1:] if args is None else args)]))

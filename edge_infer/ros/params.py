@@ -5,6 +5,7 @@ Defaults live in config/*.yaml; the values here are the fallbacks when a node st
 
 from __future__ import annotations
 
+from edge_infer.errors import ConfigError
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -23,7 +24,7 @@ def declare(node: Node, name: str, default: Any, description: str, *, read_only:
         desc.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
     value = node.declare_parameter(name, default, desc).value
     if choices and value not in choices:
-        raise ValueError(f"parameter {name}={value!r} is not one of {choices}")
+        raise ConfigError(f"parameter {name}={value!r} is not one of {choices}")
     return value
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sample_frames import scene
+from edge_infer.samples.scenes import scene
 
 
 def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
@@ -26,9 +26,9 @@ def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from .face_node import FacePipelineNode
-    from .image_conversion import image_to_msg
-    from .runner import spinning
+    from edge_infer.ros.face_node import FacePipelineNode
+    from edge_infer.ros.image_conversion import image_to_msg
+    from edge_infer.ros.runner import spinning
 
     own_init = not rclpy.ok()
     if own_init:

@@ -9,6 +9,7 @@ deserialize Lambda layers).
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import json
 from pathlib import Path
 from typing import Sequence
@@ -120,7 +121,7 @@ class MiniXception(nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {"mini_xception": MiniXception}
 
 
-class KerasH5Error(ValueError):
+class KerasH5Error(EdgeInferError, ValueError):
     """The file is not a Keras h5 model with the mini-Xception weights this module can read."""
 
 

@@ -18,6 +18,7 @@ Precision:
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import logging
 import os
 import platform
@@ -31,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..fileio import atomic_path, atomic_write_bytes, sha256_file
-from .engine_cache import identity_dict, write_sidecar
+from edge_infer.fileio import atomic_path, atomic_write_bytes, sha256_file
+from edge_infer.backends.tensorrt.cache import identity_dict, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ Shape = tuple[int, ...]
 Profile = tuple[Shape, Shape, Shape]  # (min, opt, max)
 
 
-class BuildError(RuntimeError):
+class BuildError(EdgeInferError, RuntimeError):
     """The engine could not be built; the message names the model and the cause."""
 
 
@@ -388,7 +389,7 @@ def _configure(trt: Any, builder: Any, network: Any, config: Any, options: Build
 
 
 def _build_serialized(onnx_path: Path, options: BuildOptions, echo: Callable[[str], None]) -> tuple[bytes, dict]:
-    from ..backends.tensorrt_backend import import_tensorrt, trt_major
+    from edge_infer.backends.tensorrt.runtime import import_tensorrt, trt_major
 
     trt = import_tensorrt()
     qdq = has_qdq(onnx_path)
@@ -421,7 +422,7 @@ def _build_serialized(onnx_path: Path, options: BuildOptions, echo: Callable[[st
 
 
 def _gpu_identity(trt_version: str, device: int) -> dict[str, str]:
-    from ..backends.cuda_mem import device_info
+    from edge_infer.backends.tensorrt.cuda import device_info
 
     dev = device_info(device)
     return identity_dict(trt_version, dev.name, dev.compute_capability)
@@ -476,7 +477,7 @@ def build_engine(
 def _build_with_trtexec(onnx_path: Path, engine_path: Path, options: BuildOptions,
                         echo: Callable[[str], None]) -> dict[str, Any]:
     trtexec = find_trtexec()
-    from ..backends.tensorrt_backend import tensorrt_version
+    from edge_infer.backends.tensorrt.runtime import tensorrt_version
 
     qdq = has_qdq(onnx_path)
     if options.precision == "int8" and not qdq:
@@ -521,11 +522,6 @@ def sanitized_path(onnx_path: Path) -> Path:
             return cand
     return onnx_path
 
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - `edge-infer build` is the entry point
-    from ..cli import main as cli_main
-
-    return cli_main(["build", *(argv if argv is not None else sys.argv[1:])])
 
 
 __all__ = ["BuildOptions", "BuildError", "derive_profiles", "parse_shape", "parse_range", "parse_profile_arg",

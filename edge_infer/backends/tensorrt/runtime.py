@@ -11,8 +11,8 @@ Life of a backend:
 5. optionally (``cuda_graph=True``) the copy + execute sequence is captured once per input shape into a CUDA
    graph and replayed, which removes per-kernel launch overhead on Jetson's slower CPUs.
 
-All CUDA calls go through :mod:`edge_infer.backends.cuda_mem`; tensorrt is imported only here and in
-:mod:`edge_infer.offline.engine_build`.
+All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is imported only here and in
+:mod:`edge_infer.backends.tensorrt.build`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _importable(name: str) -> bool:
 
 def availability() -> tuple[bool, str]:
     """(usable, reason): tensorrt and pycuda importable and a CUDA GPU present. Imports tensorrt (cheap-ish)."""
-    from .cuda_mem import PYCUDA_HINT, gpu_count
+    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
 
     if not _importable("tensorrt"):
         return False, TENSORRT_HINT
@@ -116,7 +116,7 @@ class TensorRTBackend(Backend):
         if not path.is_file():
             raise BackendError(f"TensorRT engine not found: {model_path}")
         trt = import_tensorrt()
-        from . import cuda_mem
+        from edge_infer.backends.tensorrt import cuda as cuda_mem
 
         self._ctx = cuda_mem.CudaContext(device)  # clear CudaUnavailable when pycuda / GPU are missing
         try:
@@ -132,8 +132,8 @@ class TensorRTBackend(Backend):
 
     # ------------------------------------------------------------------------------------------ setup
     def _verify(self, trt: Any, device: int) -> None:
-        from ..offline.engine_cache import check_engine
-        from .cuda_mem import device_info
+        from edge_infer.backends.tensorrt.cache import check_engine
+        from edge_infer.backends.tensorrt.cuda import device_info
 
         dev = device_info(device)
         identity = {"tensorrt": trt.__version__, "gpu": dev.name, "compute_capability": dev.compute_capability}

@@ -1,7 +1,7 @@
 """Describe a model file: I/O (dynamic dims by name), dtypes, opset, nodes, size, producer.
 
 Dispatch is by file suffix (:data:`INSPECTORS`): ``.onnx`` here; ``.engine``/``.plan`` (TensorRT) are routed
-to ``edge_infer.offline.engine_inspect.inspect_engine`` when that module exists (added with the engine
+to ``edge_infer.backends.tensorrt.engine_info.inspect_engine`` when that module exists (added with the engine
 builder), so the CLI verb and its JSON stay the same for both.
 """
 
@@ -12,8 +12,8 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable
 
-from ..fileio import sha256_file
-from .errors import OfflineError, require_file
+from edge_infer.fileio import sha256_file
+from edge_infer.errors import OfflineError, require_file
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
                11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
@@ -97,14 +97,14 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
 
 def _tensorrt_engine(path: str | Path) -> dict[str, Any]:
     try:
-        mod = importlib.import_module("edge_infer.offline.engine_inspect")
+        mod = importlib.import_module("edge_infer.backends.tensorrt.engine_info")
     except ImportError:
         raise OfflineError(f"{path}: TensorRT engine inspection is not available in this installation "
-                           "(edge_infer.offline.engine_inspect missing)") from None
+                           "(edge_infer.backends.tensorrt.engine_info missing)") from None
     return mod.inspect_engine(path)
 
 
-#: file suffix -> inspector; the TensorRT engine builder plugs in through edge_infer.offline.engine_inspect
+#: file suffix -> inspector; the TensorRT engine builder plugs in through edge_infer.backends.tensorrt.engine_info
 INSPECTORS: dict[str, Callable[[str | Path], dict[str, Any]]] = {
     ".onnx": inspect_onnx,
     ".engine": _tensorrt_engine,

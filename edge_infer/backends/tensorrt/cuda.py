@@ -12,6 +12,7 @@ Device discovery (:func:`gpu_count`) does not need pycuda: it asks the driver li
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import ctypes
 import ctypes.util
 import logging
@@ -27,7 +28,7 @@ PYCUDA_HINT = ("pycuda is not installed: on the robot run `pip install pycuda` (
                "e.g. JetPack's cuda-toolkit / `nvcc` on PATH)")
 
 
-class CudaUnavailable(RuntimeError):
+class CudaUnavailable(EdgeInferError, RuntimeError):
     """pycuda is missing or no CUDA GPU / driver is present; the message says which and what to install."""
 
 

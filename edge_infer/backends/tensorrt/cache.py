@@ -18,6 +18,7 @@ Engine names are fixed per model and precision (not per key) so stale engines ar
 
 from __future__ import annotations
 
+from edge_infer.errors import EdgeInferError
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..fileio import atomic_write_json, sha256_file
+from edge_infer.fileio import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ SIDECAR_VERSION = 1
 POLICIES = ("auto", "never", "force")
 
 
-class EngineCacheError(RuntimeError):
+class EngineCacheError(EdgeInferError, RuntimeError):
     """No usable engine under the chosen policy; the message says why and what to run."""
 
 
@@ -79,8 +80,8 @@ def identity_dict(tensorrt_version: str, gpu_name: str, compute_capability: str)
 
 def runtime_identity(device: int = 0) -> dict[str, str]:
     """The identity of this machine (imports tensorrt and pycuda; clear errors when they are missing)."""
-    from ..backends.cuda_mem import device_info
-    from ..backends.tensorrt_backend import import_tensorrt
+    from edge_infer.backends.tensorrt.cuda import device_info
+    from edge_infer.backends.tensorrt.runtime import import_tensorrt
 
     trt = import_tensorrt()
     dev = device_info(device)
@@ -182,10 +183,10 @@ def get_engine(
     engine_path: str | Path | None = None,
     **build_kwargs: Any,
 ) -> CacheResult:
-    """An engine for ``onnx_path`` built with ``options`` (an :class:`~edge_infer.offline.engine_build.BuildOptions`).
+    """An engine for ``onnx_path`` built with ``options`` (an :class:`~edge_infer.backends.tensorrt.build.BuildOptions`).
 
     ``identity`` defaults to this machine's (TensorRT + GPU); ``builder`` defaults to
-    :func:`edge_infer.offline.engine_build.build_engine` (injectable so the policy logic is testable without
+    :func:`edge_infer.backends.tensorrt.build.build_engine` (injectable so the policy logic is testable without
     a GPU). Never rebuilds on every start: with a matching sidecar the engine is returned untouched.
     """
     if policy not in POLICIES:
@@ -212,7 +213,7 @@ def get_engine(
     else:
         reasons = ["engine_build is 'force'"]
     if builder is None:
-        from .engine_build import build_engine as builder  # noqa: N813 - the default builder
+        from edge_infer.backends.tensorrt.build import build_engine as builder  # noqa: N813 - the default builder
     t0 = time.perf_counter()
     builder(onnx_path, engine, options, **build_kwargs)
     return CacheResult(engine, "rebuilt" if existed else "built", reasons, time.perf_counter() - t0)

@@ -12,11 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..models import face_mesh, retinaface
-from ..models import emotion as emotion_model
-from ..sample_frames import load_samples, scene
-from .face_pipeline import FaceConfig, FacePipeline
-from .frames import Frame
+from edge_infer.models import face_mesh, retinaface
+from edge_infer.models import emotion as emotion_model
+from edge_infer.samples.scenes import load_samples, scene
+from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
+from edge_infer.pipeline.frames import Frame
 
 TARGETS = {"pipeline_over_raw_throughput": 0.9, "e2e_p50_minus_raw_ms": 3.0, "six_over_one_face_cost": 2.5}
 
@@ -50,7 +50,7 @@ def _interleaved(a: Callable[[int], object], b: Callable[[int], object], n: int)
 def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "onnxruntime",
                        progress: bool = True, node_e2e: Callable[[Path, dict, int], dict] | None = None,
                        **backend_options) -> dict:
-    """Ratios of the pipeline against its raw models; ``node_e2e`` (from ``edge_infer.ros.face_bench_node``)
+    """Ratios of the pipeline against its raw models; ``node_e2e`` (from ``edge_infer.ros.bench_harness``)
     adds the end-to-end latency through the real node (kept out of here: this module never imports rclpy)."""
     from tqdm import tqdm
 
