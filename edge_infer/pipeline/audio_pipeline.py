@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import logging
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +36,8 @@ from edge_infer.pipeline.audio_stream import TARGET_RATE, AudioStream, StreamCon
 from edge_infer.pipeline.latency import FrameTimer, LatencyTracker
 
 SR = TARGET_RATE
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -246,7 +249,6 @@ class AudioPipelineConfig:
     vad_gating: bool = False  # run the wake-word models only around voice activity
     gate_threshold: float | None = None  # VAD probability that opens the gate (default: VAD stop threshold)
     gate_hold_s: float = 1.0  # keep the gate open this long after the last voiced chunk
-    rtf_window: int = 300  # pushes in the "recent" real-time factor
 
 
 DEFAULT_FILES = {"vad": "silero_vad.onnx", "melspec": "oww_melspectrogram.onnx", "embedding": "oww_embedding.onnx"}
@@ -275,7 +277,7 @@ class AudioPipeline:
         self.counters = {"events": 0, "wake_words": 0, "speech_segments": 0, "pipeline_errors": 0,
                          "wakeword_frames": 0, "wakeword_frames_skipped": 0, "vad_chunks": 0}
         self._proc_s = 0.0
-        self._recent: list[tuple[float, int]] = []
+        self._last_error_log = float("-inf")
         self._reset_positions(0)
 
     # ---- construction -------------------------------------------------------------------------------
@@ -332,9 +334,8 @@ class AudioPipeline:
             with timer.stage("stream"):
                 chunk = self.stream.push(data, stamp=stamp, **fmt)
             events = self._consume(chunk.samples, chunk.start_sample, chunk.discontinuity, timer, t0)
-        except Exception as e:  # noqa: BLE001 - a model failure must not kill the node; it is counted
-            self.counters["pipeline_errors"] += 1
-            self.stream.stats.last_issue = f"pipeline error: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a model failure must not kill the node; it is logged and counted
+            self._pipeline_error(e)
         self._account(timer, t0, events)
         return events
 
@@ -356,11 +357,21 @@ class AudioPipeline:
                     events += self._vad_chunk(pad, self._vad_pos, timer)
                     self._vad_pos = end
                 events += self._segment_events(self.segmenter.finish(end))
-        except Exception as e:  # noqa: BLE001
-            self.counters["pipeline_errors"] += 1
-            self.stream.stats.last_issue = f"pipeline error: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a model failure must not kill the node; it is logged and counted
+            self._pipeline_error(e)
         self._account(timer, t0, events)
         return events
+
+    def _pipeline_error(self, e: Exception) -> None:
+        """Count a failed chunk and log it (first one with its traceback, then at most every 5 s)."""
+        self.counters["pipeline_errors"] += 1
+        self.stream.stats.last_issue = f"pipeline error: {type(e).__name__}: {e}"
+        now = time.monotonic()
+        if now - self._last_error_log >= 5.0:
+            first = self._last_error_log == float("-inf")
+            self._last_error_log = now
+            log.error("audio pipeline failed on a chunk (%d so far): %s: %s", self.counters["pipeline_errors"],
+                      type(e).__name__, e, exc_info=first)
 
     def _account(self, timer: FrameTimer, t0: float, events: list[AudioEvent]) -> None:
         dt = time.perf_counter() - t0

@@ -18,20 +18,11 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from edge_infer.paths import default_models_dir
-from edge_infer.pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
-from edge_infer.pipeline.audio_stream import StreamConfig
+from edge_infer.pipeline.audio_pipeline import AudioPipeline, SpeechSegmentEvent, VadEvent, WakeWordEvent
 from edge_infer.pipeline.stream_stats import OK, WARN
 from edge_infer.ros.diagnostics import status_array
-from edge_infer.ros.params import declare, declare_qos
-
-MESSAGE_TYPES = (
-    "std_msgs/msg/Int16MultiArray",
-    "std_msgs/msg/Float32MultiArray",
-    "std_msgs/msg/UInt8MultiArray",
-    "audio_common_msgs/msg/AudioData",
-    "audio_common_msgs/msg/AudioDataStamped",
-)
-
+from edge_infer.ros.param_table import AUDIO_PARAMS, audio_config, stream_config
+from edge_infer.ros.params import declare_params, input_qos
 
 def import_message(type_string: str):
     """'pkg/msg/Type' -> the message class, with an error that says which package to install."""
@@ -61,34 +52,14 @@ def audio_payload(msg, type_string: str) -> tuple[object, float | None]:
 class AudioNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("audio_node", **kwargs)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        models_dir = d("models_dir", "", "Models directory; empty = $EDGE_INFER_MODELS or the user cache.", read_only=True)
-        backend = d("backend", "onnxruntime", "Inference runtime.", choices=("onnxruntime", "tensorrt", "torch", "auto"),
-                    read_only=True)
-        self.engine_build = d("engine_build", "auto", "TensorRT engine policy.", choices=("auto", "never", "force"),
-                              read_only=True)
-        self.type_string = d("message_type", MESSAGE_TYPES[0], "Audio message type.", choices=MESSAGE_TYPES,
-                             read_only=True)
-        sample_format = d("sample_format", "s16le", "Raw PCM format of byte messages (s16le, f32le, u8, s32le).",
-                          read_only=True)
-        stream = StreamConfig(sample_rate=d("sample_rate", 16000, "Input sample rate (Hz).", int_range=(1000, 384000),
-                                            read_only=True),
-                              channels=d("channels", 1, "Interleaved input channels.", int_range=(1, 32), read_only=True),
-                              sample_format="f32le" if self.type_string.endswith("Float32MultiArray") else (
-                                  "s16le" if self.type_string.endswith("Int16MultiArray") else sample_format))
-        keywords = d("keywords", ["hey_jarvis"], "Wake-word heads (<name>.onnx in the models dir).", read_only=True)
-        config = AudioPipelineConfig(
-            vad=VadConfig(threshold=d("vad_threshold", 0.5, "VAD speech start threshold.", float_range=(0.0, 1.0)),
-                          min_speech_ms=d("min_speech_ms", 250.0, "Shorter speech is ignored.", float_range=(0.0, 1e5)),
-                          min_silence_ms=d("min_silence_ms", 100.0, "Silence that ends speech.", float_range=(0.0, 1e5)),
-                          speech_pad_ms=d("speech_pad_ms", 30.0, "Padding around segments.", float_range=(0.0, 1e4))),
-            wake_threshold=d("wake_threshold", 0.5, "Wake-word score threshold.", float_range=(0.0, 1.0)),
-            refractory_s=d("refractory_s", 2.0, "Minimum time between detections of a keyword.", float_range=(0.0, 60.0)),
-            vad_gating=d("vad_gating", False, "Run wake word only around voice activity.", read_only=True),
-        )
-        period = d("diagnostics_period_s", 1.0, "Diagnostics period.", float_range=(0.05, 60.0), read_only=True)
-        self.max_rtf = d("max_real_time_factor", 0.5, "WARN above this real-time factor.", float_range=(0.0, 100.0))
-        qos = declare_qos(self, "input_qos", "reliable", 50)
+        v = declare_params(self, AUDIO_PARAMS)
+        models_dir, backend, keywords = v["models_dir"], v["backend"], v["keywords"]
+        self.engine_build = v["engine_build"]
+        self.type_string = v["message_type"]
+        stream, config = stream_config(v), audio_config(v)
+        period = v["diagnostics_period_s"]
+        self.max_rtf = v["max_real_time_factor"]
+        qos = input_qos(v)
         msg_class = import_message(self.type_string)
         self._make_pipeline = lambda **over: AudioPipeline.from_models_dir(
             Path(models_dir) if models_dir else default_models_dir(), keywords=list(keywords), backend=backend,

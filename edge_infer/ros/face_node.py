@@ -21,16 +21,15 @@ from std_srvs.srv import Trigger
 
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
-from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
+from edge_infer.pipeline.face_pipeline import FacePipeline
 from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import BadFrame
 from edge_infer.pipeline.latency import FrameTimer
-from edge_infer.pipeline.stream_stats import HealthBounds, StreamStats
+from edge_infer.pipeline.stream_stats import StreamStats
 from edge_infer.ros.diagnostics import diagnostic_array
 from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
-from edge_infer.ros.params import declare, declare_qos
-
-BACKENDS = ("onnxruntime", "tensorrt", "torch", "auto")
+from edge_infer.ros.param_table import FACE_PARAMS, face_config, health_bounds
+from edge_infer.ros.params import declare_params, input_qos
 
 
 def _stamp_ns(msg) -> int:
@@ -40,39 +39,16 @@ def _stamp_ns(msg) -> int:
 class FacePipelineNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("face_pipeline", **kwargs)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        models_dir = d("models_dir", "", "Models directory; empty = $EDGE_INFER_MODELS or the user cache.", read_only=True)
-        backend = d("backend", "onnxruntime", "Inference runtime.", choices=BACKENDS, read_only=True)
-        providers = d("providers", ["cpu"], "ONNX Runtime execution providers, in order.", read_only=True)
-        threads = d("intra_op_threads", 0, "ONNX Runtime intra-op threads (0 = default).", int_range=(0, 64), read_only=True)
-        self.engine_build = d("engine_build", "auto", "TensorRT engine policy.", choices=("auto", "never", "force"),
-                              read_only=True)
-        config = FaceConfig(
-            detector_size=(d("detector_width", 640, "Detector input width (letterboxed).", int_range=(32, 4096)),
-                           d("detector_height", 384, "Detector input height.", int_range=(32, 4096))),
-            score_threshold=d("score_threshold", 0.6, "Detector score threshold.", float_range=(0.0, 1.0)),
-            nms_threshold=d("nms_threshold", 0.4, "Detector NMS IoU threshold.", float_range=(0.0, 1.0)),
-            max_faces=d("max_faces", 8, "Most faces processed per frame.", int_range=(1, 64)),
-            enable_emotion=d("enable_emotion", True, "Run the emotion classifier on every face.", read_only=True),
-            enable_mesh=d("enable_mesh", True, "Run the 468-point face mesh on every face.", read_only=True),
-            tracking=d("tracking", True, "Track faces with the mesh between detector runs."),
-            detect_every=d("detect_every", 10, "Run the detector at least every N frames.", int_range=(1, 1000)),
-            mesh_min_confidence=d("mesh_min_confidence", 0.5, "Mesh confidence below which a face is lost.",
-                                  float_range=(0.0, 1.0)),
-        )
-        compressed = d("subscribe_compressed", False, "Also subscribe image/compressed.", read_only=True)
-        self.debug_enabled = d("publish_debug_image", True, "Publish ~/debug_image while subscribed.")
-        self.max_lag_ns = int(d("max_stamp_lag_s", 1.0, "Reject frames this much older than the newest.",
-                                float_range=(0.0, 3600.0)) * 1e9)
-        period = d("diagnostics_period_s", 1.0, "Diagnostics period.", float_range=(0.05, 60.0), read_only=True)
-        self.bounds = HealthBounds(
-            min_output_rate_hz=d("min_output_rate_hz", 0.0, "WARN below this output rate (0 = off).",
-                                 float_range=(0.0, 1000.0)),
-            max_latency_ms=d("max_latency_ms", 500.0, "WARN when end-to-end p99 exceeds this (0 = off).",
-                             float_range=(0.0, 1e6)))
-        qos = declare_qos(self, "input_qos", "best_effort", 1)
+        v = declare_params(self, FACE_PARAMS)
+        models_dir, backend = v["models_dir"], v["backend"]
+        self.engine_build = v["engine_build"]
+        config = face_config(v)
+        self.debug_enabled = v["publish_debug_image"]
+        self.max_lag_ns = int(v["max_stamp_lag_s"] * 1e9)
+        self.bounds = health_bounds(v)
+        qos = input_qos(v)
 
-        options = {"providers": list(providers), "intra_op_threads": threads, "engine_build": self.engine_build}
+        options = {"providers": list(v["providers"]), "intra_op_threads": v["intra_op_threads"], "engine_build": self.engine_build}
         self._make_pipeline = lambda **over: FacePipeline.from_models_dir(
             Path(models_dir) if models_dir else default_models_dir(), backend=backend, config=config,
             **{**options, **over})
@@ -83,9 +59,9 @@ class FacePipelineNode(Node):
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Image, "image", lambda m: self._offer(m, False), qos)
-        if compressed:
+        if v["subscribe_compressed"]:
             self.create_subscription(CompressedImage, "image/compressed", lambda m: self._offer(m, True), qos)
-        self.create_timer(period, self._publish_diagnostics)
+        self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
 
         self._slot: tuple | None = None
         self._newest_ns = 0

@@ -20,7 +20,7 @@ def compressed_to_image(msg: CompressedImage) -> Frame:
 
 
 def image_to_msg(image: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:
-    """Build an Image; ``array.frombytes`` is the fastest legal fill of ``msg.data`` (see DESIGN.md)."""
+    """Build an Image; ``array.frombytes`` is the fastest legal fill of ``msg.data`` (see docs/ARCHITECTURE.md)."""
     img, w, h, step = encode_raw(image, encoding)
     msg = Image()
     if stamp is not None:

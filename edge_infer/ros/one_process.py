@@ -97,7 +97,7 @@ def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path
     finally:
         executor.shutdown()
         if spin is not None:
-            spin.join(timeout=10)  # join before rclpy.shutdown (see DESIGN.md)
+            spin.join(timeout=10)  # join before rclpy.shutdown (see docs/ARCHITECTURE.md)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()

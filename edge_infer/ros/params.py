@@ -1,41 +1,51 @@
-"""Parameter declaration with descriptors, and QoS built from parameters.
+"""Declare a node's parameters from :mod:`edge_infer.ros.param_table` (with descriptors), and QoS from them.
 
-Defaults live in config/*.yaml; the values here are the fallbacks when a node starts without a params file.
+The table is the one source of defaults; this module only turns it into rclpy calls.
 """
 
 from __future__ import annotations
 
-from edge_infer.errors import ConfigError
-from typing import Any
+from typing import Any, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-
-def declare(node: Node, name: str, default: Any, description: str, *, read_only: bool = False,
-            int_range: tuple[int, int] | None = None, float_range: tuple[float, float] | None = None,
-            choices: tuple[str, ...] | None = None) -> Any:
-    desc = ParameterDescriptor(description=description + (f" One of: {', '.join(choices)}." if choices else ""),
-                               read_only=read_only)
-    if int_range:
-        desc.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
-    if float_range:
-        desc.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
-    value = node.declare_parameter(name, default, desc).value
-    if choices and value not in choices:
-        raise ConfigError(f"parameter {name}={value!r} is not one of {choices}")
-    return value
+from edge_infer.errors import ConfigError
+from edge_infer.ros.param_table import Param
 
 
-def declare_qos(node: Node, prefix: str, reliability: str, depth: int) -> QoSProfile:
-    """Input QoS from ``<prefix>.reliability`` / ``<prefix>.depth`` parameters.
+def descriptor(p: Param) -> ParameterDescriptor:
+    """The rclpy descriptor of one table entry (``ros2 param describe`` shows it)."""
+    desc = ParameterDescriptor(description=p.description + (f" One of: {', '.join(p.choices)}." if p.choices else ""),
+                               read_only=p.read_only)
+    if p.int_range:
+        desc.integer_range = [IntegerRange(from_value=p.int_range[0], to_value=p.int_range[1], step=1)]
+    if p.float_range:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(p.float_range[0]),
+                                                        to_value=float(p.float_range[1]))]
+    return desc
 
-    Sensor inputs default to best effort depth 1 (stale frames dropped, never queued). Exposed because a
-    reliable publisher with a best-effort subscriber works, but the opposite silently delivers nothing.
+
+def declare_params(node: Node, table: Sequence[Param]) -> dict[str, Any]:
+    """Declare every parameter of ``table`` on ``node``; name -> value (a params file or override wins)."""
+    values: dict[str, Any] = {}
+    for p in table:
+        value = node.declare_parameter(p.name, p.default, descriptor(p)).value
+        reason = p.check(value)
+        if reason:
+            raise ConfigError(f"parameter {reason}")
+        values[p.name] = value
+    return values
+
+
+def input_qos(values: dict[str, Any], prefix: str = "input_qos") -> QoSProfile:
+    """Keep-last input QoS from ``<prefix>.reliability`` / ``<prefix>.depth``.
+
+    Exposed because a reliable publisher with a best-effort subscriber works, but the opposite silently
+    delivers nothing.
     """
-    rel = declare(node, f"{prefix}.reliability", reliability, "Input QoS reliability.",
-                  choices=("best_effort", "reliable"), read_only=True)
-    dep = declare(node, f"{prefix}.depth", depth, "Input QoS history depth.", int_range=(1, 100), read_only=True)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=dep, durability=DurabilityPolicy.VOLATILE,
+    rel = values[f"{prefix}.reliability"]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(values[f"{prefix}.depth"]),
+                      durability=DurabilityPolicy.VOLATILE,
                       reliability=ReliabilityPolicy.BEST_EFFORT if rel == "best_effort" else ReliabilityPolicy.RELIABLE)

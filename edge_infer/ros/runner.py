@@ -1,4 +1,4 @@
-"""Spin nodes with clean shutdown (executor threads joined before rclpy.shutdown, see DESIGN.md)."""
+"""Spin nodes with clean shutdown (executor threads joined before rclpy.shutdown, see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

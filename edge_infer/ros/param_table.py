@@ -1,0 +1,157 @@
+"""The one table of node parameters: name, default, description, constraints, read-only, and where it goes.
+
+Why one table: the defaults used to be written three times (config/*.yaml, each node's ``declare()`` calls and
+the pipeline's config dataclass) and could drift. Now the pipeline dataclasses (``FaceConfig``,
+``AudioPipelineConfig``, ``VadConfig``, ``StreamConfig``, ``HealthBounds``) own the defaults of what they
+configure, this table owns the rest, nodes declare every parameter from it (with its descriptor), and a test
+checks that ``config/*.yaml`` says exactly the same. Live changes are validated against the same table.
+This module is plain data (no rclpy) so launch tooling and tests can read it without ROS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge_infer.backends import BACKEND_NAMES
+from edge_infer.backends.tensorrt.cache import POLICIES as ENGINE_BUILD_POLICIES
+from edge_infer.pipeline.audio_pipeline import AudioPipelineConfig, VadConfig
+from edge_infer.pipeline.audio_stream import StreamConfig
+from edge_infer.pipeline.face_pipeline import FaceConfig
+from edge_infer.pipeline.stream_stats import HealthBounds
+
+QOS_RELIABILITIES = ("best_effort", "reliable")
+AUDIO_MESSAGE_TYPES = (
+    "std_msgs/msg/Int16MultiArray",
+    "std_msgs/msg/Float32MultiArray",
+    "std_msgs/msg/UInt8MultiArray",
+    "audio_common_msgs/msg/AudioData",
+    "audio_common_msgs/msg/AudioDataStamped",
+)
+SAMPLE_FORMATS = ("s16le", "f32le", "u8", "s32le")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter. ``read_only``: fixed after start (the node says so when a change is refused)."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+    def check(self, value: Any) -> str | None:
+        """The reason ``value`` is not acceptable, or None."""
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        if self.int_range and not (self.int_range[0] <= value <= self.int_range[1]):
+            return f"{self.name}={value!r} is outside [{self.int_range[0]}, {self.int_range[1]}]"
+        if self.float_range and not (self.float_range[0] <= value <= self.float_range[1]):
+            return f"{self.name}={value!r} is outside [{self.float_range[0]}, {self.float_range[1]}]"
+        return None
+
+
+_face, _audio, _vad, _stream, _bounds = FaceConfig(), AudioPipelineConfig(), VadConfig(), StreamConfig(), HealthBounds()
+
+_COMMON = (
+    Param("models_dir", "", "Models directory; empty = $EDGE_INFER_MODELS or the user cache.", read_only=True),
+    Param("backend", "onnxruntime", "Inference runtime.", read_only=True, choices=BACKEND_NAMES),
+    Param("engine_build", "auto", "TensorRT engine policy (build when missing/stale, never, always).", read_only=True,
+          choices=ENGINE_BUILD_POLICIES),
+)
+
+FACE_NODE = "face_pipeline"
+FACE_PARAMS: tuple[Param, ...] = _COMMON + (
+    Param("providers", ["cpu"], "ONNX Runtime execution providers, in order (cpu, cuda, tensorrt).", read_only=True),
+    Param("intra_op_threads", 0, "ONNX Runtime intra-op threads (0 = default).", read_only=True, int_range=(0, 64)),
+    Param("detector_width", _face.detector_size[0], "Detector input width (letterboxed).", int_range=(32, 4096)),
+    Param("detector_height", _face.detector_size[1], "Detector input height.", int_range=(32, 4096)),
+    Param("score_threshold", _face.score_threshold, "Detector score threshold.", float_range=(0.0, 1.0)),
+    Param("nms_threshold", _face.nms_threshold, "Detector NMS IoU threshold.", float_range=(0.0, 1.0)),
+    Param("max_faces", _face.max_faces, "Most faces processed per frame.", int_range=(1, 64)),
+    Param("enable_emotion", _face.enable_emotion, "Run the emotion classifier on every face.", read_only=True),
+    Param("enable_mesh", _face.enable_mesh, "Run the 468-point face mesh on every face.", read_only=True),
+    Param("tracking", _face.tracking, "Track faces with the mesh between detector runs."),
+    Param("detect_every", _face.detect_every, "Run the detector at least every N frames.", int_range=(1, 1000)),
+    Param("mesh_min_confidence", _face.mesh_min_confidence, "Mesh confidence below which a face is lost.",
+          float_range=(0.0, 1.0)),
+    Param("subscribe_compressed", False, "Also subscribe image/compressed.", read_only=True),
+    Param("publish_debug_image", True, "Publish ~/debug_image while someone subscribes."),
+    Param("max_stamp_lag_s", 1.0, "Reject frames stamped this much older than the newest.", float_range=(0.0, 3600.0)),
+    Param("diagnostics_period_s", 1.0, "Diagnostics period.", read_only=True, float_range=(0.05, 60.0)),
+    Param("min_output_rate_hz", _bounds.min_output_rate_hz, "Diagnostics WARN below this output rate (0 = off).",
+          float_range=(0.0, 1000.0)),
+    Param("max_latency_ms", 500.0, "Diagnostics WARN when end-to-end p99 exceeds this, ERROR above 2x (0 = off).",
+          float_range=(0.0, 1e6)),
+    Param("input_qos.reliability", "best_effort", "Input QoS reliability (match the camera driver).", read_only=True,
+          choices=QOS_RELIABILITIES),
+    Param("input_qos.depth", 1, "Input QoS history depth.", read_only=True, int_range=(1, 100)),
+)
+
+AUDIO_NODE = "audio_node"
+AUDIO_PARAMS: tuple[Param, ...] = _COMMON + (
+    Param("message_type", AUDIO_MESSAGE_TYPES[0], "Audio message type.", read_only=True, choices=AUDIO_MESSAGE_TYPES),
+    Param("sample_rate", _stream.sample_rate, "Input sample rate (Hz); resampled to 16 kHz.", read_only=True,
+          int_range=(1000, 384000)),
+    Param("channels", _stream.channels, "Interleaved input channels, mixed down to mono.", read_only=True,
+          int_range=(1, 32)),
+    Param("sample_format", _stream.sample_format, "Raw PCM format of byte messages.", read_only=True,
+          choices=SAMPLE_FORMATS),
+    Param("keywords", ["hey_jarvis"], "Wake-word heads from config/models.yaml (<name>.onnx in the models dir).",
+          read_only=True),
+    Param("wake_threshold", _audio.wake_threshold, "Wake-word score threshold.", float_range=(0.0, 1.0)),
+    Param("refractory_s", _audio.refractory_s, "No second detection of a keyword within this time.",
+          float_range=(0.0, 60.0)),
+    Param("vad_gating", _audio.vad_gating, "Run the wake-word models only around voice activity.", read_only=True),
+    Param("vad_threshold", _vad.threshold, "VAD speech start threshold.", float_range=(0.0, 1.0)),
+    Param("min_speech_ms", _vad.min_speech_ms, "Shorter speech is ignored.", float_range=(0.0, 1e5)),
+    Param("min_silence_ms", _vad.min_silence_ms, "Silence that ends speech.", float_range=(0.0, 1e5)),
+    Param("speech_pad_ms", _vad.speech_pad_ms, "Padding around segments.", float_range=(0.0, 1e4)),
+    Param("diagnostics_period_s", 1.0, "Diagnostics period.", read_only=True, float_range=(0.05, 60.0)),
+    Param("max_real_time_factor", 0.5, "Diagnostics WARN above this processing/audio time ratio.",
+          float_range=(0.0, 100.0)),
+    Param("input_qos.reliability", "reliable", "Input QoS reliability (match the microphone driver).", read_only=True,
+          choices=QOS_RELIABILITIES),
+    Param("input_qos.depth", 50, "Input QoS history depth.", read_only=True, int_range=(1, 1000)),
+)
+
+NODE_PARAMS: dict[str, tuple[Param, ...]] = {FACE_NODE: FACE_PARAMS, AUDIO_NODE: AUDIO_PARAMS}
+
+
+def defaults(node_name: str) -> dict[str, Any]:
+    """name -> default of every parameter of ``node_name`` (dotted names flat, as ROS reports them)."""
+    return {p.name: p.default for p in NODE_PARAMS[node_name]}
+
+
+def face_config(v: dict[str, Any]) -> FaceConfig:
+    """The face pipeline's config from parameter values (start-up and every live change)."""
+    return FaceConfig(detector_size=(int(v["detector_width"]), int(v["detector_height"])),
+                      score_threshold=float(v["score_threshold"]), nms_threshold=float(v["nms_threshold"]),
+                      max_faces=int(v["max_faces"]), enable_emotion=bool(v["enable_emotion"]),
+                      enable_mesh=bool(v["enable_mesh"]), tracking=bool(v["tracking"]),
+                      detect_every=int(v["detect_every"]), mesh_min_confidence=float(v["mesh_min_confidence"]))
+
+
+def health_bounds(v: dict[str, Any]) -> HealthBounds:
+    """Diagnostics bounds from parameter values."""
+    return HealthBounds(min_output_rate_hz=float(v.get("min_output_rate_hz", 0.0)),
+                        max_latency_ms=float(v.get("max_latency_ms", 0.0)))
+
+
+def audio_config(v: dict[str, Any]) -> AudioPipelineConfig:
+    """The audio pipeline's config from parameter values."""
+    return AudioPipelineConfig(
+        vad=VadConfig(threshold=float(v["vad_threshold"]), min_speech_ms=float(v["min_speech_ms"]),
+                      min_silence_ms=float(v["min_silence_ms"]), speech_pad_ms=float(v["speech_pad_ms"])),
+        wake_threshold=float(v["wake_threshold"]), refractory_s=float(v["refractory_s"]),
+        vad_gating=bool(v["vad_gating"]))
+
+
+def stream_config(v: dict[str, Any]) -> StreamConfig:
+    """How audio messages decode: typed arrays carry their own format, byte messages use ``sample_format``."""
+    t = v["message_type"]
+    fmt = "f32le" if t.endswith("Float32MultiArray") else "s16le" if t.endswith("Int16MultiArray") else v["sample_format"]
+    return StreamConfig(sample_rate=int(v["sample_rate"]), channels=int(v["channels"]), sample_format=fmt)
