@@ -24,6 +24,7 @@ argument                  default       meaning
 
 from __future__ import annotations
 
+from edge_infer.errors import ConfigError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -92,7 +93,7 @@ def is_true(value: str | bool) -> bool:
         return True
     if v in ("false", "0"):
         return False
-    raise ValueError(f"expected true/false, got {value!r}")
+    raise ConfigError(f"expected true/false, got {value!r}")
 
 
 def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -171,7 +172,7 @@ def resolve(arguments: Mapping[str, str] | None = None, config_dir: Path | None 
     args = argument_defaults()
     unknown = set(arguments or {}) - set(args)
     if unknown:
-        raise ValueError(f"unknown launch arguments {sorted(unknown)}; known: {sorted(args)}")
+        raise ConfigError(f"unknown launch arguments {sorted(unknown)}; known: {sorted(args)}")
     args.update({k: str(v) for k, v in (arguments or {}).items()})
     return [ResolvedNode(description=n, namespace=args["namespace"], params_file=params_path(n, config_dir),
                          overrides=parameter_overrides(n, args), remappings=remappings(n, args),

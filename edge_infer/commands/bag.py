@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_infer.errors import ConfigError
 from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
@@ -90,7 +91,7 @@ def _play(args: argparse.Namespace) -> int:
     remap = {}
     for r in args.remap:
         if ":=" not in r:
-            raise ValueError(f"--remap expects FROM:=TO, got {r}")
+            raise ConfigError(f"--remap expects FROM:=TO, got {r}")
         a, b = r.split(":=", 1)
         remap[a] = b
     stats = play_main(Path(args.bag), rate=None if args.fast else args.rate, loop=args.loop, topics=args.topics,

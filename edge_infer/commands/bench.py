@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from edge_infer.errors import ConfigError
 from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
@@ -39,7 +40,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for it in items:
         if "=" not in it:
-            raise ValueError(f"{flag} expects MODEL=PATH, got '{it}'")
+            raise ConfigError(f"{flag} expects MODEL=PATH, got '{it}'")
         k, v = it.split("=", 1)
         out[k] = v
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_infer.errors import ConfigError
 from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
@@ -49,10 +50,10 @@ def _frames_from_bag(bag: str, topic: str | None, n: int, out: Path) -> Path:
     from edge_infer.bags.read import calibration_frames_from_bag
 
     if not topic:
-        raise ValueError("--calib-bag needs --topic (an Image or CompressedImage topic of the bag)")
+        raise ConfigError("--calib-bag needs --topic (an Image or CompressedImage topic of the bag)")
     frames = calibration_frames_from_bag(bag, topic, n)
     if not frames:
-        raise ValueError(f"{bag}: no frames on topic {topic}")
+        raise ConfigError(f"{bag}: no frames on topic {topic}")
     for i, frame in enumerate(frames):
         cv2.imwrite(str(out / f"frame_{i:05d}.png"), frame)
     return out
