@@ -19,6 +19,9 @@ argument                  default       meaning
 ``enable_face``           ``true``      start the face pipeline node
 ``enable_audio``          ``true``      start the audio node
 ``namespace``             ``""``        namespace of both nodes
+``dds_profile``           ``large_data`` Fast DDS profile of the node processes: ``large_data`` = the shipped
+                                        ``config/fastdds_large_data.xml`` (unless FASTDDS_DEFAULT_PROFILES_FILE
+                                        is already set), a path, or ``none``
 ========================  ============  ==========================================================
 """
 
@@ -67,7 +70,13 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("enable_face", "true", "Start face_pipeline_node."),
     LaunchArgument("enable_audio", "true", "Start audio_node."),
     LaunchArgument("namespace", "", "Namespace for both nodes."),
+    LaunchArgument("dds_profile", "large_data", "Fast DDS profile for the nodes: large_data (config/"
+                   "fastdds_large_data.xml, 64 MiB shared memory for large images; kept if FASTDDS_DEFAULT_PROFILES_FILE "
+                   "is set), a path to an XML file, or none."),
 )
+
+DDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+LARGE_DATA_PROFILE = "fastdds_large_data.xml"
 
 NODES: tuple[NodeDescription, ...] = (
     NodeDescription(key="face", executable="face_pipeline_node", name="face_pipeline",
@@ -94,6 +103,28 @@ def is_true(value: str | bool) -> bool:
     if v in ("false", "0"):
         return False
     raise ConfigError(f"expected true/false, got {value!r}")
+
+
+def node_environment(arguments: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment variables the node processes get: the Fast DDS profile chosen by ``dds_profile``."""
+    import os
+
+    env = os.environ if environ is None else environ
+    value = str(arguments.get("dds_profile", "large_data")).strip()
+    if value in ("", "none"):
+        return {}
+    if value == "large_data":
+        if env.get(DDS_PROFILE_ENV):
+            return {}  # the user's (or the robot's) own profile wins
+        from edge_infer.paths import config_file
+
+        return {DDS_PROFILE_ENV: str(config_file(LARGE_DATA_PROFILE))}
+    path = Path(value).expanduser()
+    if not path.is_file():
+        from edge_infer.errors import MissingFileError
+
+        raise MissingFileError(f"dds_profile {value}: no such file (use large_data, none or a path to a Fast DDS XML)")
+    return {DDS_PROFILE_ENV: str(path)}
 
 
 def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """`ros2 launch edge_infer pipeline.launch.py [camera_topic:=...] [audio_topic:=...] [backend:=...]
-[models_dir:=...] [enable_face:=true|false] [enable_audio:=true|false] [namespace:=...]`
+[models_dir:=...] [enable_face:=true|false] [enable_audio:=true|false] [namespace:=...]
+[dds_profile:=large_data|none|PATH]`
 
 Thin over :mod:`edge_infer.launch_description` (which nodes, executables, parameter files from config/,
 remappings, launch arguments); ``edge-infer run`` starts the same description in one process.
@@ -18,6 +19,7 @@ from edge_infer import launch_description as desc
 def _nodes(context, *args, **kwargs):
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in desc.LAUNCH_ARGUMENTS}
     actions = []
+    env = desc.node_environment(values)  # the DDS profile for large images (the camera driver needs it too)
     for n in desc.resolve(values):
         d = n.description
         parameters = [str(n.params_file)]
@@ -34,6 +36,7 @@ def _nodes(context, *args, **kwargs):
             namespace=n.namespace or None,
             parameters=parameters,
             remappings=n.remappings,
+            additional_env=env,
             output="screen",
             emulate_tty=True,
             condition=IfCondition(LaunchConfiguration(d.enable_argument)),

@@ -112,8 +112,10 @@ def test_bad_inputs_are_survived_and_counted(graph, astronaut_rgb):
     node = graph["node"]
     before = dict(node.stats.bad)
     bad = []
-    m = Image(height=4, width=4, encoding="yuv422", step=8, data=b"\x00" * 32)
+    m = Image(height=4, width=4, encoding="32FC1", step=16, data=b"\x00" * 64)
     bad.append(("image_pub", m, "unsupported_encoding"))
+    m = Image(height=4, width=5, encoding="yuv422", step=10, data=b"\x00" * 40)
+    bad.append(("image_pub", m, "odd_width"))
     m = Image(height=4, width=4, encoding="rgb8", step=12, data=b"\x00" * 47)
     bad.append(("image_pub", m, "bad_length"))
     m = Image(height=0, width=0, encoding="rgb8", step=0, data=b"")

@@ -106,7 +106,7 @@ def test_lost_face_triggers_detection_at_once(models_dir, samples):
 
 
 @pytest.mark.parametrize("args,reason", [
-    ((b"\x00" * 10, 4, 4, 12, "yuv422"), "unsupported_encoding"),
+    ((b"\x00" * 10, 4, 4, 12, "32FC1"), "unsupported_encoding"),
     ((b"\x00" * 47, 4, 4, 12, "rgb8"), "bad_length"),
     ((b"", 0, 0, 0, "rgb8"), "zero_size"),
     ((b"\x00" * 40, 4, 4, 10, "rgb8"), "bad_step"),

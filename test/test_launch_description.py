@@ -38,7 +38,8 @@ def test_both_nodes_with_parameter_files_and_executables():
 
 def test_arguments_remap_override_and_enable():
     names = {a.name for a in desc.LAUNCH_ARGUMENTS}
-    assert names == {"camera_topic", "audio_topic", "backend", "models_dir", "enable_face", "enable_audio", "namespace"}
+    assert names == {"camera_topic", "audio_topic", "backend", "models_dir", "enable_face", "enable_audio", "namespace",
+                     "dds_profile"}
     r = {x.description.key: x for x in desc.resolve(
         {"camera_topic": "/cam/image_raw", "audio_topic": "/mic", "backend": "tensorrt", "enable_audio": "false",
          "namespace": "robot1"}, config_dir=ROOT / "config")}
@@ -57,7 +58,7 @@ def test_arguments_remap_override_and_enable():
 def test_load_node_parameters_flattens_like_rcl():
     face = desc.NODES[0]
     p = desc.load_node_parameters(face, ROOT / "config" / "face_pipeline.yaml")
-    assert p["input_qos.reliability"] == "best_effort" and p["detect_every"] == 10
+    assert p["input_qos.reliability"] == "auto" and p["detect_every"] == 10
 
 
 def test_launch_file_parses_and_uses_the_description():
@@ -93,9 +94,10 @@ def _fake_launch_modules():
 
     class Node:
         def __init__(self, *, package=None, executable=None, name=None, namespace=None, parameters=None,
-                     remappings=None, output="log", emulate_tty=False, condition=None, **kw):
+                     remappings=None, output="log", emulate_tty=False, condition=None, additional_env=None, **kw):
             calls["nodes"].append(dict(package=package, executable=executable, name=name, namespace=namespace,
-                                       parameters=parameters, remappings=remappings, condition=condition))
+                                       parameters=parameters, remappings=remappings, condition=condition,
+                                       env=additional_env))
 
     class LaunchDescription:
         def __init__(self, entities=None):
@@ -113,6 +115,7 @@ def _fake_launch_modules():
 
 
 def test_launch_file_builds_the_nodes(monkeypatch):
+    monkeypatch.delenv(desc.DDS_PROFILE_ENV, raising=False)
     mods, calls = _fake_launch_modules()
     for k, v in mods.items():
         monkeypatch.setitem(sys.modules, k, v)
@@ -133,6 +136,20 @@ def test_launch_file_builds_the_nodes(monkeypatch):
     assert ("image", "/cam") in face["remappings"] and face["namespace"] == "robot1"
     assert face["condition"].expr.name == "enable_face"
     assert nodes["audio_node"]["parameters"][0] == str(ROOT / "config" / "audio.yaml")
+    assert face["env"] == {desc.DDS_PROFILE_ENV: str(ROOT / "config" / desc.LARGE_DATA_PROFILE)}
+
+
+def test_dds_profile_argument(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGE_INFER_CONFIG_DIR", str(ROOT / "config"))
+    shipped = str(ROOT / "config" / desc.LARGE_DATA_PROFILE)
+    assert desc.node_environment({}, {}) == {desc.DDS_PROFILE_ENV: shipped}
+    assert desc.node_environment({}, {desc.DDS_PROFILE_ENV: "/robot/own.xml"}) == {}  # the robot's own wins
+    assert desc.node_environment({"dds_profile": "none"}, {}) == {}
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<dds/>")
+    assert desc.node_environment({"dds_profile": str(mine)}, {}) == {desc.DDS_PROFILE_ENV: str(mine)}
+    with pytest.raises(FileNotFoundError):
+        desc.node_environment({"dds_profile": str(tmp_path / "missing.xml")}, {})
 
 
 def test_one_process_builds_face_node_with_yaml_namespace_and_remap(ros, models_dir, tmp_path):

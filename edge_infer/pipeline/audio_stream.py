@@ -191,6 +191,7 @@ class StreamStats:
     chunks: int = 0
     empty_chunks: int = 0
     bad_chunks: int = 0  # dropped entirely (undecodable / wrong type)
+    lost_chunks: int = 0  # never arrived: the transport reported them lost (counted by the ROS node)
     input_samples: int = 0  # input frames (all channels of one instant = one frame)
     output_samples: int = 0  # 16 kHz samples produced (incl. zero-filled gaps)
     nonfinite_samples: int = 0

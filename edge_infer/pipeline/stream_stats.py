@@ -22,6 +22,7 @@ class HealthBounds:
     min_output_rate_hz: float = 0.0
     max_latency_ms: float = 0.0  # end-to-end p99
     max_drop_ratio: float = 0.5  # dropped / input over the window
+    max_loss_ratio: float = 0.1  # lost in transport / (received + lost) over the last diagnostics period
 
 
 class StreamStats:
@@ -32,6 +33,8 @@ class StreamStats:
         self.latency = LatencyTracker(latency_window)
         self.bad: Counter[str] = Counter()
         self.inputs = self.outputs = self.dropped = 0
+        self.lost = 0  # messages the transport reported lost (DDS message_lost events)
+        self._period_start = (0, 0)  # (inputs, lost) at the previous snapshot: the "last period"
         self._in_times: deque[float] = deque()
         self._out_times: deque[float] = deque()
         self._drop_times: deque[float] = deque()
@@ -50,6 +53,11 @@ class StreamStats:
         with self._lock:
             self.dropped += 1
             self._drop_times.append(time.monotonic())
+
+    def on_lost(self, count: int) -> None:
+        """``count`` more messages lost between the publisher and this subscriber (never received)."""
+        with self._lock:
+            self.lost += count
 
     def on_bad(self, reason: str) -> None:
         with self._lock:
@@ -84,7 +92,13 @@ class StreamStats:
                 "outputs": str(self.outputs),
                 "dropped_stale": str(self.dropped),
                 "bad_messages": str(sum(self.bad.values())),
+                "lost_in_transport": str(self.lost),
             }
+            period_inputs, period_lost = self.inputs - self._period_start[0], self.lost - self._period_start[1]
+            self._period_start = (self.inputs, self.lost)
+            values["lost_in_transport_last_period"] = str(period_lost)
+            loss_ratio = period_lost / (period_inputs + period_lost) if period_inputs + period_lost else 0.0
+            values["loss_ratio_last_period"] = f"{loss_ratio:.3f}"
             for reason, n in sorted(self.bad.items()):
                 values[f"bad_{reason}"] = str(n)
             e2e = self.latency.stats("end_to_end")
@@ -104,6 +118,10 @@ class StreamStats:
         if recent_inputs and b.max_drop_ratio and recent_drops / recent_inputs > b.max_drop_ratio:
             level = max(level, WARN)
             problems.append(f"dropping {recent_drops}/{recent_inputs} frames")
+        if b.max_loss_ratio and loss_ratio > b.max_loss_ratio:
+            level = max(level, WARN)
+            problems.append(f"transport lost {period_lost}/{period_inputs + period_lost} messages "
+                            f"(large best-effort images? see README: DDS profile)")
         if recent_inputs == 0 and self.inputs:
             level = max(level, WARN)
             problems.append("no input in the last window")

@@ -29,7 +29,8 @@ from edge_infer.pipeline.stream_stats import StreamStats
 from edge_infer.ros.diagnostics import diagnostic_array
 from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
 from edge_infer.ros.param_table import FACE_PARAMS, face_config, health_bounds
-from edge_infer.ros.params import declare_params, input_qos
+from edge_infer.ros.input_qos import InputSubscription
+from edge_infer.ros.params import declare_params
 
 
 def _stamp_ns(msg) -> int:
@@ -46,7 +47,6 @@ class FacePipelineNode(Node):
         self.debug_enabled = v["publish_debug_image"]
         self.max_lag_ns = int(v["max_stamp_lag_s"] * 1e9)
         self.bounds = health_bounds(v)
-        qos = input_qos(v)
 
         options = {"providers": list(v["providers"]), "intra_op_threads": v["intra_op_threads"], "engine_build": self.engine_build}
         self._make_pipeline = lambda **over: FacePipeline.from_models_dir(
@@ -58,9 +58,13 @@ class FacePipelineNode(Node):
         self.faces_pub = self.create_publisher(String, "~/faces", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "image", lambda m: self._offer(m, False), qos)
+        log = lambda text: self.get_logger().info(text)  # noqa: E731
+        self.inputs = [InputSubscription(self, Image, "image", lambda m: self._offer(m, False),
+                                         v["input_qos.reliability"], v["input_qos.depth"], self.stats.on_lost, log)]
         if v["subscribe_compressed"]:
-            self.create_subscription(CompressedImage, "image/compressed", lambda m: self._offer(m, True), qos)
+            self.inputs.append(InputSubscription(self, CompressedImage, "image/compressed",
+                                                 lambda m: self._offer(m, True), v["input_qos.reliability"],
+                                                 v["input_qos.depth"], self.stats.on_lost, log))
         self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
 
         self._slot: tuple | None = None

@@ -9,12 +9,13 @@ rclpy shut down).
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from edge_infer.launch_description import ResolvedNode, load_node_parameters, resolve
+from edge_infer.launch_description import ResolvedNode, load_node_parameters, node_environment, resolve
 
 
 def node_class(module: str, class_name: str):
@@ -72,6 +73,7 @@ def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path
 
     from edge_infer.ros.runner import make_executor
 
+    os.environ.update(node_environment(arguments or {}))  # before rclpy creates the DDS participant
     rclpy.init(args=ros_args)
     stop = stop or threading.Event()
     nodes: list = []

@@ -20,13 +20,14 @@ from edge_infer.pipeline.audio_stream import StreamConfig
 from edge_infer.pipeline.face_pipeline import FaceConfig
 from edge_infer.pipeline.stream_stats import HealthBounds
 
-QOS_RELIABILITIES = ("best_effort", "reliable")
+QOS_RELIABILITIES = ("auto", "reliable", "best_effort")  # auto: match the publishers, like ros2 bag record
 AUDIO_MESSAGE_TYPES = (
     "std_msgs/msg/Int16MultiArray",
     "std_msgs/msg/Float32MultiArray",
     "std_msgs/msg/UInt8MultiArray",
     "audio_common_msgs/msg/AudioData",
     "audio_common_msgs/msg/AudioDataStamped",
+    "audio_common_msgs/msg/AudioStamped",  # mgonzs13/audio_common (header + typed samples + AudioInfo)
 )
 SAMPLE_FORMATS = ("s16le", "f32le", "u8", "s32le")
 
@@ -86,8 +87,10 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
           float_range=(0.0, 1000.0)),
     Param("max_latency_ms", 500.0, "Diagnostics WARN when end-to-end p99 exceeds this, ERROR above 2x (0 = off).",
           float_range=(0.0, 1e6)),
-    Param("input_qos.reliability", "best_effort", "Input QoS reliability (match the camera driver).", read_only=True,
-          choices=QOS_RELIABILITIES),
+    Param("max_loss_ratio", _bounds.max_loss_ratio, "Diagnostics WARN when more than this share of input messages "
+          "was lost in transport over the last period (0 = off).", float_range=(0.0, 1.0)),
+    Param("input_qos.reliability", "auto", "Input QoS reliability; auto = the publishers' (reliable only when every "
+          "publisher is), re-checked every second.", read_only=True, choices=QOS_RELIABILITIES),
     Param("input_qos.depth", 1, "Input QoS history depth.", read_only=True, int_range=(1, 100)),
 )
 
@@ -113,7 +116,10 @@ AUDIO_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("diagnostics_period_s", 1.0, "Diagnostics period.", read_only=True, float_range=(0.05, 60.0)),
     Param("max_real_time_factor", 0.5, "Diagnostics WARN above this processing/audio time ratio.",
           float_range=(0.0, 100.0)),
-    Param("input_qos.reliability", "reliable", "Input QoS reliability (match the microphone driver).", read_only=True,
+    Param("max_loss_ratio", _bounds.max_loss_ratio, "Diagnostics WARN when more than this share of audio chunks "
+          "was lost in transport over the last period (0 = off).", float_range=(0.0, 1.0)),
+    Param("input_qos.reliability", "auto", "Input QoS reliability; auto = the publishers' (reliable only when every "
+          "publisher is; microphone nodes often publish best effort), re-checked every second.", read_only=True,
           choices=QOS_RELIABILITIES),
     Param("input_qos.depth", 50, "Input QoS history depth.", read_only=True, int_range=(1, 1000)),
 )
@@ -138,7 +144,8 @@ def face_config(v: dict[str, Any]) -> FaceConfig:
 def health_bounds(v: dict[str, Any]) -> HealthBounds:
     """Diagnostics bounds from parameter values."""
     return HealthBounds(min_output_rate_hz=float(v.get("min_output_rate_hz", 0.0)),
-                        max_latency_ms=float(v.get("max_latency_ms", 0.0)))
+                        max_latency_ms=float(v.get("max_latency_ms", 0.0)),
+                        max_loss_ratio=float(v.get("max_loss_ratio", HealthBounds.max_loss_ratio)))
 
 
 def audio_config(v: dict[str, Any]) -> AudioPipelineConfig:

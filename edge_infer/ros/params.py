@@ -1,4 +1,4 @@
-"""Declare a node's parameters from :mod:`edge_infer.ros.param_table` (with descriptors), and QoS from them.
+"""Declare a node's parameters from :mod:`edge_infer.ros.param_table`, with descriptors.
 
 The table is the one source of defaults; this module only turns it into rclpy calls.
 """
@@ -9,7 +9,6 @@ from typing import Any, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from edge_infer.errors import ConfigError
 from edge_infer.ros.param_table import Param
@@ -37,15 +36,3 @@ def declare_params(node: Node, table: Sequence[Param]) -> dict[str, Any]:
             raise ConfigError(f"parameter {reason}")
         values[p.name] = value
     return values
-
-
-def input_qos(values: dict[str, Any], prefix: str = "input_qos") -> QoSProfile:
-    """Keep-last input QoS from ``<prefix>.reliability`` / ``<prefix>.depth``.
-
-    Exposed because a reliable publisher with a best-effort subscriber works, but the opposite silently
-    delivers nothing.
-    """
-    rel = values[f"{prefix}.reliability"]
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(values[f"{prefix}.depth"]),
-                      durability=DurabilityPolicy.VOLATILE,
-                      reliability=ReliabilityPolicy.BEST_EFFORT if rel == "best_effort" else ReliabilityPolicy.RELIABLE)

@@ -1,0 +1,125 @@
+"""Sensor-input subscriptions whose QoS follows the publishers, and that count what the transport lost.
+
+Why: camera and microphone drivers are other processes with their own QoS. A reliable subscriber gets
+nothing from a best-effort driver; a best-effort subscriber turns a reliable driver's connection best
+effort (and large best-effort messages are mostly lost across processes with default Fast DDS). So with
+``input_qos.reliability: auto`` (the default) the node does what ``ros2 bag record`` does: it asks the graph
+for the publishers' offered QoS and subscribes reliable only when every publisher is reliable
+(transient-local only when every publisher is), re-checked periodically so a driver started later, or
+restarted with other QoS, is matched. History is always keep-last with a small depth: latency stays bounded.
+Losses that DDS detects (sequence-number gaps) arrive as ``message_lost`` events and are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+try:  # Iron and newer
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # pragma: no cover - Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
+RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
+
+
+@dataclass(frozen=True)
+class QosChoice:
+    reliability: str  # "reliable" | "best_effort"
+    durability: str  # "volatile" | "transient_local"
+    reason: str
+
+
+def choose_qos(requested: str, offered: Sequence[tuple[str, str]]) -> QosChoice:
+    """The reliability/durability to subscribe with, given the parameter and the publishers' (rel, dur)."""
+    if requested != "auto":
+        return QosChoice(requested, "volatile", f"input_qos.reliability is {requested}")
+    if not offered:
+        return QosChoice("best_effort", "volatile", "no publisher yet: best effort receives from any driver")
+    rel = "reliable" if all(r == "reliable" for r, _ in offered) else "best_effort"
+    dur = "transient_local" if all(d == "transient_local" for _, d in offered) else "volatile"
+    kinds = sorted({r for r, _ in offered})
+    why = ("every publisher is reliable" if rel == "reliable"
+           else "a best-effort publisher (a reliable subscriber would receive nothing from it)")
+    return QosChoice(rel, dur, f"{len(offered)} publisher(s) offering {'/'.join(kinds)}: {why}")
+
+
+def _names(qos: Any) -> tuple[str, str]:
+    rel = "reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best_effort"
+    dur = "transient_local" if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL else "volatile"
+    return rel, dur
+
+
+class InputSubscription:
+    """One input topic of a node: subscribed with QoS matched to its publishers, losses reported.
+
+    ``on_lost(n)`` is called with each increment of the DDS lost-message count; ``log(text)`` with each
+    QoS decision. Call :meth:`destroy` to unsubscribe (lifecycle deactivate).
+    """
+
+    def __init__(self, node: Node, msg_type: Any, topic: str, callback: Callable[[Any], None], reliability: str,
+                 depth: int, on_lost: Callable[[int], None], log: Callable[[str], None],
+                 recheck_period_s: float = 1.0) -> None:
+        self.node, self.msg_type, self.topic, self.callback = node, msg_type, topic, callback
+        self.requested, self.depth, self.on_lost, self.log = reliability, depth, on_lost, log
+        self.sub = None
+        self.choice: QosChoice | None = None
+        self.lost_events_supported = True
+        self._subscribe(choose_qos(reliability, self._offered()))
+        self._timer = node.create_timer(recheck_period_s, self.recheck) if reliability == "auto" else None
+
+    @property
+    def resolved_topic(self) -> str:
+        return self.sub.topic_name if self.sub is not None else self.node.resolve_topic_name(self.topic)
+
+    def _offered(self) -> list[tuple[str, str]]:
+        own = self.node.get_fully_qualified_name()
+        infos = self.node.get_publishers_info_by_topic(self.resolved_topic)
+        return [_names(i.qos_profile) for i in infos
+                if f"{i.node_namespace.rstrip('/')}/{i.node_name}" != own]
+
+    def qos(self) -> QoSProfile:
+        c = self.choice
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,
+                          reliability=ReliabilityPolicy.RELIABLE if c.reliability == "reliable"
+                          else ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL if c.durability == "transient_local"
+                          else DurabilityPolicy.VOLATILE)
+
+    def _subscribe(self, choice: QosChoice) -> None:
+        if self.sub is not None:
+            self.node.destroy_subscription(self.sub)
+        self.choice = choice
+        events = SubscriptionEventCallbacks(message_lost=self._lost)
+        try:
+            self.sub = self.node.create_subscription(self.msg_type, self.topic, self.callback, self.qos(),
+                                                     event_callbacks=events)
+        except Exception as e:  # an RMW without the message-lost event: subscribe anyway, say losses are unseen
+            self.lost_events_supported = False
+            self.log(f"transport losses cannot be counted with this RMW ({type(e).__name__}: {e})")
+            self.sub = self.node.create_subscription(self.msg_type, self.topic, self.callback, self.qos())
+        self.log(f"subscribed {self.resolved_topic} {choice.reliability}/{choice.durability} depth {self.depth}: "
+                 f"{choice.reason}")
+
+    def _lost(self, info: Any) -> None:
+        if info.total_count_change > 0:
+            self.on_lost(int(info.total_count_change))
+
+    def recheck(self) -> None:
+        """Re-subscribe when the publishers' QoS asks for another reliability/durability than the current one."""
+        if self.sub is None:
+            return
+        choice = choose_qos(self.requested, self._offered())
+        if (choice.reliability, choice.durability) != (self.choice.reliability, self.choice.durability):
+            self._subscribe(choice)
+
+    def destroy(self) -> None:
+        if self._timer is not None:
+            self.node.destroy_timer(self._timer)
+            self._timer = None
+        if self.sub is not None:
+            self.node.destroy_subscription(self.sub)
+            self.sub = None
