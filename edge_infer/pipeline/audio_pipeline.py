@@ -246,7 +246,6 @@ class AudioPipelineConfig:
     vad_gating: bool = False  # run the wake-word models only around voice activity
     gate_threshold: float | None = None  # VAD probability that opens the gate (default: VAD stop threshold)
     gate_hold_s: float = 1.0  # keep the gate open this long after the last voiced chunk
-    rtf_window: int = 300  # pushes in the "recent" real-time factor
 
 
 DEFAULT_FILES = {"vad": "silero_vad.onnx", "melspec": "oww_melspectrogram.onnx", "embedding": "oww_embedding.onnx"}
@@ -275,7 +274,6 @@ class AudioPipeline:
         self.counters = {"events": 0, "wake_words": 0, "speech_segments": 0, "pipeline_errors": 0,
                          "wakeword_frames": 0, "wakeword_frames_skipped": 0, "vad_chunks": 0}
         self._proc_s = 0.0
-        self._recent: list[tuple[float, int]] = []
         self._reset_positions(0)
 
     # ---- construction -------------------------------------------------------------------------------

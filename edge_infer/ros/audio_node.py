@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
 from edge_infer.pipeline.audio_stream import StreamConfig
-from edge_infer.pipeline.stream_stats import OK, WARN
+from edge_infer.pipeline.stream_health import OK, WARN
 from edge_infer.ros.diagnostics import status_array
 from edge_infer.ros.params import declare, declare_qos
 

@@ -24,7 +24,7 @@ class HealthBounds:
     max_drop_ratio: float = 0.5  # dropped / input over the window
 
 
-class StreamStats:
+class StreamHealth:
     """Thread-safe counters + latency windows; the node's worker thread and timer both touch it."""
 
     def __init__(self, window_s: float = 5.0, latency_window: int = 300) -> None:
