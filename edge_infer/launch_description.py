@@ -3,8 +3,9 @@
 One description, three users:
 - ``launch/pipeline.launch.py`` turns it into launch_ros ``Node`` actions (``ros2 launch edge_infer
   pipeline.launch.py``, robots with a ROS distribution);
-- ``edge-infer run`` (:mod:`edge_infer.ros.one_process`) runs the same nodes in one process with a
-  multi-threaded executor (where ``ros2 launch`` is not available);
+- ``edge-infer run`` (:mod:`edge_infer.ros.one_process`) runs the same nodes in one process with one
+  single-threaded executor, on purpose (see ``edge_infer.ros.runner.make_executor``: rclpy's multi-threaded
+  executor measured 10-30x slower delivery of camera frames), where ``ros2 launch`` is not available;
 - tests check it without launch_ros being installed.
 
 Launch arguments (``name:=value`` on the ``ros2 launch`` command line, ``--name`` for ``edge-infer run``):

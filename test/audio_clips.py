@@ -1,30 +1,18 @@
-"""Speech clips for the audio tests, synthesized at run time with Debian's TTS programs.
-
-- flite (``apt-get install flite``) says "hey jarvis" in four voices and two speeds: openWakeWord's
-  hey_jarvis model detects these (scores > 0.6);
-- espeak-ng (``apt-get install espeak-ng``) and flite say other phrases (negatives, VAD material).
-  openWakeWord does not react to espeak-ng's formant voices at all, even to "hey jarvis", so espeak-ng is
-  only used for negatives and for voice activity.
-
-Clips are resampled to 16 kHz here with scipy's polyphase resampler (independent of the pipeline's own
-resampler, which is under test). A missing program fails the test with the apt-get command to run.
+"""Speech clips for the audio tests: real speech from :mod:`edge_infer.samples.speech` (flite says
+"hey jarvis", which openWakeWord detects; espeak-ng and flite say the negatives), resampled to 16 kHz there
+with scipy (independent of the pipeline's own resampler, which is under test), cached here. A missing TTS
+program fails the test with the apt-get command to run.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
-from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from edge_infer.bench.audio import INSTALL_HINT, speech_end, synthesize
+from edge_infer.samples.speech import HEY_JARVIS_CLIPS, SR, speech_16k, speech_end, to_int16  # noqa: F401 (re-exported)
 
-SR = 16000
-
-POSITIVE_SPECS = [("hey jarvis", "flite", voice, speed)
-                  for voice in ("kal16", "awb", "rms", "slt") for speed in (1.0, 0.85)]
+POSITIVE_SPECS = HEY_JARVIS_CLIPS
 NEGATIVE_SPECS = [
     ("good morning robot", "espeak-ng", "en-us", 1.0),
     ("what time is it", "espeak-ng", "en-gb", 1.0),
@@ -36,22 +24,10 @@ NEGATIVE_SPECS = [
 ]
 
 
-def require(program: str) -> None:
-    if shutil.which(program) is None:
-        raise RuntimeError(f"{program} is missing: the audio tests make their speech with it. "
-                           f"Install it with: {INSTALL_HINT[program]}")
-
-
 @functools.lru_cache(maxsize=None)
 def clip(text: str, engine: str = "flite", voice: str = "kal16", speed: float = 1.0) -> np.ndarray:
     """Speech as 16 kHz float32 in [-1, 1] (cached; callers must not modify it)."""
-    require(engine)
-    x, sr = synthesize(text, engine, voice, speed)
-    y = x.astype(np.float64) / 32768.0
-    if sr != SR:
-        g = gcd(sr, SR)
-        y = resample_poly(y, SR // g, sr // g)
-    y = y.astype(np.float32)
+    y = speech_16k(text, engine, voice, speed)
     y.setflags(write=False)
     return y
 
@@ -59,10 +35,6 @@ def clip(text: str, engine: str = "flite", voice: str = "kal16", speed: float = 
 def padded(x: np.ndarray, before_s: float = 1.0, after_s: float = 1.0, gain: float = 0.7) -> np.ndarray:
     z0, z1 = np.zeros(int(before_s * SR), np.float32), np.zeros(int(after_s * SR), np.float32)
     return np.concatenate([z0, x * gain, z1]).astype(np.float32)
-
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(x, np.float64) * 32768), -32768, 32767).astype(np.int16)
 
 
 def white_noise(seconds: float, level: float = 0.05, seed: int = 0) -> np.ndarray:

@@ -348,3 +348,14 @@ def test_diagnostics_report_rtf_and_model_latency(make_pipe):
     assert {"silero_vad", "oww_melspectrogram", "oww_embedding", "hey_jarvis"} <= set(d["latency_ms_per_inference"])
     assert d["backends"]["silero_vad"].startswith("onnxruntime")
     json.dumps(d)
+
+
+def test_speech_synthesizer_errors_are_user_facing():
+    """samples.speech is the one synthesizer: a bad engine is an EdgeInferError (one line from the CLI)."""
+    from edge_infer.errors import EdgeInferError
+    from edge_infer.samples.speech import SpeechSynthesisError, synthesize
+
+    with pytest.raises(SpeechSynthesisError, match="flite or espeak-ng") as e:
+        synthesize("hello", engine="festival")
+    assert isinstance(e.value, EdgeInferError)
+    assert to_int16(np.array([1.0, -1.5, 0.5])).tolist() == [32767, -32768, 16384]

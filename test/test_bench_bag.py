@@ -8,14 +8,16 @@ import struct
 
 import pytest
 
-from edge_infer.ros.bag_bench import BenchConfig, ProbeResult, aggregate, peak_search, run_bench_bag, set_stamp
+from edge_infer.bags.cdr import set_header_stamp
+from edge_infer.bench.bag import BagBenchConfig, ProbeResult, aggregate, peak_search
+from edge_infer.ros.bag_bench import run_bench_bag
 from edge_infer.bags.write import photo_frames, write_image_bag
 
 
 def test_short_bag_report_is_consistent(ros, models_dir, tmp_path):
     bag = tmp_path / "faces"
     write_image_bag(bag, photo_frames(models_dir, 20, (640, 360)), 10.0, storage="mcap")
-    config = BenchConfig(rates=[10.0], runs=1, frames=20, peak=False, warmup=2,
+    config = BagBenchConfig(rates=[10.0], runs=1, frames=20, peak=False, warmup=2,
                          launch_arguments={"models_dir": str(models_dir)})
     report = run_bench_bag(bag, config, tmp_path / "out", progress=False, echo=lambda s: None)
     on_disk = json.loads((tmp_path / "out" / "bench_bag.json").read_text())
@@ -37,16 +39,16 @@ def test_short_bag_report_is_consistent(ros, models_dir, tmp_path):
         assert (tmp_path / "out" / f"{key}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_set_stamp_patches_the_header_only():
+def test_set_header_stamp_patches_the_header_only():
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
     m = Image(height=1, width=2, encoding="mono8", step=2, data=bytes([7, 9]))
     m.header.frame_id = "cam"
-    out = deserialize_message(set_stamp(serialize_message(m), 12_345_678_901), Image)
+    out = deserialize_message(set_header_stamp(serialize_message(m), 12_345_678_901), Image)
     assert (out.header.stamp.sec, out.header.stamp.nanosec) == (12, 345_678_901)
     assert out.header.frame_id == "cam" and bytes(out.data) == bytes([7, 9])
-    assert struct.unpack_from("<iI", set_stamp(serialize_message(m), 5), 4) == (0, 5)
+    assert struct.unpack_from("<iI", set_header_stamp(serialize_message(m), 5), 4) == (0, 5)
 
 
 def _probe(rate, passed, mean=10.0):
@@ -77,3 +79,16 @@ def test_aggregate_drops_best_and_worst():
     agg = aggregate(runs)
     assert sorted(agg["kept_runs"]) == [1, 2, 3] and agg["latency_ms"]["mean"] == pytest.approx(44 / 3, abs=1e-3)
     assert agg["sent"] == 30 and agg["missed"] + agg["received"] == agg["sent"]
+
+
+def test_bag_played_from_a_camera_process(ros, models_dir, tmp_path):
+    """The same bench with the bag's frames published by `python -m edge_infer.ros.camera_player`."""
+    bag = tmp_path / "small"
+    write_image_bag(bag, photo_frames(models_dir, 10, (320, 180)), 10.0)
+    config = BagBenchConfig(rates=[10.0], runs=1, frames=10, peak=False, warmup=1, camera="subprocess",
+                            launch_arguments={"models_dir": str(models_dir)})
+    report = run_bench_bag(bag, config, None, progress=False, echo=lambda s: None)
+    (run,) = report["fixed_rates"][0]["per_run"]
+    assert report["pipeline"]["camera"] == "subprocess" and report["bag"]["messages"] == 10
+    assert run["sent"] == 10 and run["unmatched_outputs"] == 0 and run["received"] > 0
+    assert run["missed"] + run["received"] == run["sent"]

@@ -1,7 +1,8 @@
-"""rosbag2 bags without ROS installed: write (make), read, play and benchmark playback, over `rosbags`.
+"""rosbag2 bags without ROS installed, over `rosbags` (pure-Python CDR): write (:mod:`.write`, `bag make`),
+read (:mod:`.read`, `bag info`, INT8 calibration) and patch serialized messages (:mod:`.cdr`).
 
-Writing and reading are ROS-free (rosbags' pure-Python CDR). Playing and the benchmark publish with rclpy,
-imported lazily inside those functions (like the other benchmarks), so importing this package needs no ROS.
+Everything here is ROS-free. Publishing a bag lives in ``edge_infer.ros.bag_play`` (`bag play`), and the
+playback benchmark in ``edge_infer.bench.bag`` (ROS-free half) and ``edge_infer.ros.bag_bench`` (ROS half).
 """
 
 IMAGE = "sensor_msgs/msg/Image"

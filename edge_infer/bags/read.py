@@ -108,6 +108,30 @@ def decode_image(msgtype: str, msg) -> np.ndarray:
     return np.ascontiguousarray(frame.bgr())
 
 
+def image_topic(path: Path, topic: str | None = None) -> tuple[str, str]:
+    """(topic, msgtype) of one Image / CompressedImage topic; ``topic`` None: the bag's only image topic.
+
+    BagError if the topic is not an image topic, or if the bag has several or no image topics to choose from.
+    """
+    images = {t: v["type"] for t, v in bag_info(path)["topics"].items() if v["type"] in (IMAGE, COMPRESSED)}
+    if topic is None:
+        if len(images) != 1:
+            raise BagError(f"bag {path} has image topics {sorted(images)}: pick one with --topic")
+        topic = next(iter(images))
+    if topic not in images:
+        raise BagError(f"{topic} is not an image topic of {path} (image topics: {sorted(images)})")
+    return topic, images[topic]
+
+
+def load_image_topic(path: Path, topic: str | None = None) -> tuple[str, str, list[RawMessage]]:
+    """(topic, msgtype, messages) of one image topic (see :func:`image_topic`), loaded into memory."""
+    topic, msgtype = image_topic(path, topic)
+    msgs = load_raw(path, [topic])
+    if not msgs:
+        raise BagError(f"{topic} in {path} has no messages")
+    return topic, msgtype, msgs
+
+
 def stamp_ns(msg) -> int | None:
     h = getattr(msg, "header", None)
     return None if h is None else h.stamp.sec * 1_000_000_000 + h.stamp.nanosec

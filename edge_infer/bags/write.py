@@ -207,6 +207,14 @@ class BagWriter:
                           ((self.last_ns - (self.first_ns or 0)) / 1e9) if self.first_ns is not None else 0.0)
 
 
+def image_messages(frames: Iterable[np.ndarray], *, compressed: bool = False, encoding: str = "rgb8",
+                   frame_id: str = "camera") -> list[bytes]:
+    """BGR frames as serialized Image (or CompressedImage JPEG) messages with a zero stamp (set at send time)."""
+    ts = _typestore()
+    return [compressed_cdr(ts, bgr, 0, frame_id) if compressed else image_cdr(ts, bgr, 0, frame_id, encoding)
+            for bgr in frames]
+
+
 def write_image_bag(path: Path, frames: Iterable[np.ndarray], rate_hz: float, *, topic: str = "/image",
                     compressed: bool = False, encoding: str = "rgb8", frame_id: str = "camera",
                     storage: str = "sqlite3", version: int = 8, start_ns: int = DEFAULT_START_NS,

@@ -10,87 +10,27 @@ fixed-size chunks, as a ROS audio topic would deliver it, and measures
   the threshold), (b) the rest of the chunk that frame arrived in and (c) the processing time of that
   chunk (target <= 150 ms).
 
-Speech comes from Debian's TTS programs (``apt-get install flite espeak-ng``). openWakeWord's models do not
-react to espeak-ng's formant voices at all (scores < 0.05 for "hey jarvis"), so the positives use flite's
-voices (kal16, awb, rms, slt), which the hey_jarvis model detects with scores > 0.9.
+Speech comes from :mod:`edge_infer.samples.speech` (Debian's flite and espeak-ng; positives in flite's voices,
+which the hey_jarvis model detects).
 """
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from edge_infer.pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, WakeWordEvent
-from edge_infer.pipeline.audio_stream import resample
 from edge_infer.pipeline.latency import latency_stats
+from edge_infer.samples.speech import HEY_JARVIS_CLIPS, SR, speech_16k, speech_end, to_int16
 
-SR = 16000
-INSTALL_HINT = {"espeak-ng": "apt-get install espeak-ng", "flite": "apt-get install flite"}
-
-
-def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
-    with wave.open(io.BytesIO(data)) as w:
-        if w.getsampwidth() != 2:
-            raise RuntimeError(f"expected 16-bit WAV from the TTS program, got {8 * w.getsampwidth()}-bit")
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        if w.getnchannels() > 1:
-            x = x.reshape(-1, w.getnchannels())[:, 0]
-        return x.copy(), w.getframerate()
-
-
-def synthesize(text: str, engine: str = "flite", voice: str | None = None, speed: float = 1.0) -> tuple[np.ndarray, int]:
-    """Speech from a Debian TTS program -> (int16 samples, sample rate), at the program's own rate.
-
-    ``engine``: "flite" (voices kal16, awb, rms, slt; 16 kHz) or "espeak-ng" (voices en-us, en-gb, en+f3, ...;
-    22050 Hz). ``speed`` > 1 speaks faster. Raises RuntimeError naming the apt package when it is missing.
-    """
-    exe = shutil.which(engine)
-    if exe is None:
-        raise RuntimeError(f"{engine} is not installed; it makes the speech clips for the audio tests and bench: "
-                           f"{INSTALL_HINT.get(engine, 'apt-get install ' + engine)}")
-    if engine == "espeak-ng":
-        cmd = [exe, "-v", voice or "en-us", "-s", str(int(round(175 * speed))), "--stdout", text]
-        return _read_wav(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout)
-    if engine == "flite":
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "say.wav"
-            cmd = [exe, "-voice", voice or "kal16", "--setf", f"duration_stretch={1.0 / speed:.4f}", "-t", text,
-                   "-o", str(out)]
-            subprocess.run(cmd, capture_output=True, check=True, timeout=60)
-            return _read_wav(out.read_bytes())
-    raise ValueError(f"unknown TTS engine '{engine}' (flite or espeak-ng)")
-
-
-def speech_16k(text: str, engine: str = "flite", voice: str | None = None, speed: float = 1.0) -> np.ndarray:
-    """Synthesized speech as 16 kHz float32 in [-1, 1]."""
-    x, sr = synthesize(text, engine, voice, speed)
-    y = x.astype(np.float32) / 32768.0
-    return y if sr == SR else resample(y, sr, SR)
-
-
-def speech_end(x: np.ndarray, rel_db: float = -35.0) -> int:
-    """Index just after the last sample above ``rel_db`` of the clip's peak (end of the spoken words)."""
-    a = np.abs(np.asarray(x, dtype=np.float64))
-    if a.size == 0 or a.max() <= 0:
-        return 0
-    above = np.nonzero(a >= a.max() * 10 ** (rel_db / 20))[0]
-    return int(above[-1]) + 1
-
-
-POSITIVES = [("hey jarvis", "flite", v, s) for v in ("kal16", "awb", "rms", "slt") for s in (1.0, 0.85)]
 NEGATIVES = [("good morning robot", "espeak-ng", "en-us", 1.0), ("what time is it", "flite", "slt", 1.0),
              ("turn on the lights please", "espeak-ng", "en-gb", 1.0), ("hello there how are you", "flite", "awb", 1.0)]
 
 
-def bench_stream(seed: int = 0, positives: Iterable[tuple] = POSITIVES, negatives: Iterable[tuple] = NEGATIVES,
+def bench_stream(seed: int = 0, positives: Iterable[tuple] = HEY_JARVIS_CLIPS, negatives: Iterable[tuple] = NEGATIVES,
                  gap_s: float = 1.5) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """-> (16 kHz int16 audio, [(keyword start, keyword end) sample of each positive]). Positives and
     negatives alternate, separated by ``gap_s`` of silence or faint white noise."""
@@ -116,8 +56,7 @@ def bench_stream(seed: int = 0, positives: Iterable[tuple] = POSITIVES, negative
         if i < len(neg):
             add(speech_16k(*neg[i]) * 0.7)
     add(np.zeros(gap, np.float32))
-    audio = np.concatenate(parts)
-    return np.clip(np.rint(audio * 32768), -32768, 32767).astype(np.int16), marks
+    return to_int16(np.concatenate(parts)), marks
 
 
 def _run(pipe: AudioPipeline, audio: np.ndarray, chunk: int) -> tuple[float, list[tuple[Any, int, float]]]:

@@ -48,9 +48,9 @@ def _interleaved(a: Callable[[int], object], b: Callable[[int], object], n: int)
 
 
 def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "onnxruntime",
-                       progress: bool = True, node_e2e: Callable[[Path, dict, int], dict] | None = None,
+                       progress: bool = True, node_e2e: Callable[[Path, int], dict] | None = None,
                        **backend_options) -> dict:
-    """Ratios of the pipeline against its raw models; ``node_e2e`` (from ``edge_infer.ros.bench_harness``)
+    """Ratios of the pipeline against its raw models; ``node_e2e`` (``edge_infer.ros.bench_harness.node_end_to_end``)
     adds the end-to-end latency through the real node (kept out of here: this module never imports rclpy)."""
     from tqdm import tqdm
 
@@ -78,7 +78,7 @@ def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "onnxr
                        "on_over_off_throughput": float(np.median(t_off) / np.median(t_on))}
     steps.update()
     if node_e2e is not None:
-        out["e2e"] = node_e2e(models_dir, samples, frames)
+        out["e2e"] = node_e2e(models_dir, frames)
         out["e2e_p50_minus_raw_ms"] = out["e2e"]["end_to_end_p50_ms"] - out["e2e"]["raw_models_p50_ms"]
     steps.update()
     steps.close()

@@ -131,6 +131,9 @@ def register_bench_bag(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--external", action="store_true", help="measure a pipeline already running (ros2 launch)")
     p.add_argument("--namespace", default="")
     p.add_argument("--backend", default="", help="in-process pipeline backend override")
+    p.add_argument("--camera", choices=("in_process", "subprocess"), default="in_process",
+                   help="where the bag's frames are published from: this process, or a camera player process of "
+                        "its own (as a real driver)")
     p.add_argument("--out", default="out/bench_bag", help="directory for bench_bag.json and the plots")
     add_models_dir(p)
     add_json(p)
@@ -140,16 +143,18 @@ def register_bench_bag(bsub: argparse._SubParsersAction) -> None:
 def _bench_bag(args: argparse.Namespace) -> int:
     import json
 
-    from edge_infer.ros.bag_bench import BenchConfig, run_bench_bag
+    from edge_infer.bench.bag import BagBenchConfig
+    from edge_infer.ros.bag_bench import run_bench_bag
 
     launch_args = {"models_dir": str(models_dir(args))}
     if args.backend:
         launch_args["backend"] = args.backend
     lo, hi = (float(x) for x in args.peak_bounds.split(","))
-    config = BenchConfig(topic=args.topic, rates=[float(r) for r in args.rates.split(",") if r.strip()],
-                         runs=args.runs, frames=args.frames, probe_seconds=args.probe_seconds, peak=not args.no_peak,
-                         peak_bounds=(lo, hi), tolerance_hz=args.tolerance, external=args.external,
-                         namespace=args.namespace, launch_arguments={} if args.external else launch_args)
+    config = BagBenchConfig(topic=args.topic, rates=[float(r) for r in args.rates.split(",") if r.strip()],
+                            runs=args.runs, frames=args.frames, probe_seconds=args.probe_seconds,
+                            peak=not args.no_peak, peak_bounds=(lo, hi), tolerance_hz=args.tolerance,
+                            external=args.external, namespace=args.namespace,
+                            launch_arguments={} if args.external else launch_args, camera=args.camera)
     echo = (lambda s: None) if args.json else print
     report = run_bench_bag(Path(args.bag), config, Path(args.out), progress=not args.json, echo=echo)
     if args.json:

@@ -74,9 +74,9 @@ def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
 
 def _pipeline(args: argparse.Namespace) -> int:
     from edge_infer.bench.pipeline import print_pipeline_bench, run_pipeline_bench
-    from edge_infer.ros.bench_harness import measure_node_e2e
+    from edge_infer.ros.bench_harness import node_end_to_end
 
-    report = run_pipeline_bench(models_dir(args), frames=args.frames, progress=not args.json, node_e2e=measure_node_e2e)
+    report = run_pipeline_bench(models_dir(args), frames=args.frames, progress=not args.json, node_e2e=node_end_to_end)
     if args.json:
         emit(args, report, "")
     else:

@@ -11,7 +11,7 @@ Everything a ROS audio topic can throw at a consumer is handled here, once, with
   stamps are detected, short ones zero-filled (stream time stays aligned with the clock), long ones reported
   as a discontinuity so the models can reset;
 - bad input (NaN/inf, clipping, odd byte counts, partial frames, wrong dtype, undecodable data) is repaired
-  or dropped and *counted* in :class:`StreamStats`; :meth:`AudioStream.push` never raises.
+  or dropped and *counted* in :class:`AudioStreamCounters`; :meth:`AudioStream.push` never raises.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class StreamConfig:
 
 
 @dataclass
-class StreamStats:
+class AudioStreamCounters:
     """Counters of everything the stream had to repair or drop (published as diagnostics)."""
 
     chunks: int = 0
@@ -238,7 +238,7 @@ class AudioStream:
         if overrides:
             cfg = StreamConfig(**{**asdict(cfg), **overrides})
         self.config = cfg
-        self.stats = StreamStats()
+        self.stats = AudioStreamCounters()
         self._rate = int(cfg.sample_rate)
         self._channels = int(cfg.channels)
         self._resampler = StreamingResampler(self._rate, TARGET_RATE)

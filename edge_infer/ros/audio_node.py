@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.audio_pipeline import AudioPipeline, SpeechSegmentEvent, VadEvent, WakeWordEvent
-from edge_infer.pipeline.stream_stats import OK, WARN
+from edge_infer.pipeline.stream_health import OK, WARN
 from edge_infer.ros.diagnostics import status_array
 from edge_infer.ros.param_table import AUDIO_PARAMS, audio_config, stream_config
 from edge_infer.ros.input_qos import InputSubscription

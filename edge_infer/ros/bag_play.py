@@ -140,18 +140,15 @@ def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topi
 
 
 def play_main(path: Path, **kwargs) -> PlayStats:
-    """Standalone player: its own rclpy context and node; Ctrl-C stops."""
-    import rclpy
+    """Standalone player: its own node (and rclpy session if none is running); Ctrl-C or SIGTERM stops."""
     from rclpy.node import Node
 
-    rclpy.init()
-    node = Node("edge_infer_bag_player")
+    from edge_infer.ros.runner import Spinner, rclpy_session, sigterm_sets
+
     stop = threading.Event()
-    try:
-        return play(node, path, stop=stop, **kwargs)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with rclpy_session(), sigterm_sets(stop), Spinner(Node("edge_infer_bag_player")) as spinner:
+        try:
+            return play(spinner.nodes[0], path, stop=stop, **kwargs)
+        except KeyboardInterrupt:
+            stop.set()
+            raise

@@ -1,60 +1,287 @@
-"""End-to-end latency of the real face_pipeline_node (publish -> ~/faces) for `edge-infer bench pipeline`."""
+"""The one bench harness: a camera publishes frames into the face pipeline, ``~/faces`` results are collected
+and matched to their frames by header stamp, giving per-frame end-to-end latency (send -> result received).
+
+Used by `edge-infer demo`, `bench pipeline` (node end to end) and `bench bag`. The camera runs in this
+process (``camera="in_process"``) or in its own (``camera="subprocess"``: ``python -m
+edge_infer.ros.camera_player --serve``, as a real driver is a separate process); the API is the same. The
+pipeline under test runs in this process (``nodes_under_test``) or elsewhere (nothing given: an
+external pipeline, e.g. ``ros2 launch``). Matching and rates are ROS-free: :mod:`edge_infer.bench.stamp_matching`.
+"""
 
 from __future__ import annotations
 
+import json
+import queue
+import subprocess
+import sys
+import threading
 import time
-from pathlib import Path
+from contextlib import ExitStack
+from typing import Callable, Sequence
 
 import numpy as np
 
-from edge_infer.samples.scenes import scene
+from edge_infer.bench.camera_feed import CameraFeed
+from edge_infer.bench.stamp_matching import Received, Sent, StampMatch, match_by_stamp
+from edge_infer.errors import EdgeInferError
+
+CAMERA_MODES = ("in_process", "subprocess")
 
 
-def measure_node_e2e(models_dir: Path, samples, frames: int) -> dict:
-    """End-to-end latency through the real node (publish -> ~/faces) vs the raw model time of the same frames.
+class PipelineNotFound(EdgeInferError, RuntimeError):
+    """Nothing subscribes to the camera topic or publishes ``~/faces``: the face pipeline is not running."""
 
-    Frames are sent one at a time (next one after the result), so the number is latency, not queueing.
+
+class CameraPlayerError(EdgeInferError, RuntimeError):
+    """The camera player process stopped or did not answer (its own error is on stderr above)."""
+
+
+class _InProcessCamera:
+    """The camera player on the harness's own node."""
+
+    def __init__(self, node, feed: CameraFeed, topic: str, qos: str) -> None:
+        from edge_infer.ros.camera_player import CameraPlayer
+
+        msgtype, messages = feed.load()
+        self.player = CameraPlayer(node, topic, msgtype, messages, qos)
+        self.msgtype, self.frames = msgtype, len(messages)
+
+    def wait_matched(self, timeout_s: float) -> bool:
+        return self.player.wait_for_subscriber(timeout_s)
+
+    def play(self, count: int, rate_hz: float | None, progress: Callable[[int], None] | None) -> list[Sent]:
+        return self.player.play(count, rate_hz, progress)
+
+    def close(self) -> None:
+        pass  # the publisher goes with the harness node
+
+
+class _SubprocessCamera:
+    """``python -m edge_infer.ros.camera_player --serve`` driven over stdin/stdout JSON lines."""
+
+    def __init__(self, feed: CameraFeed, topic: str, qos: str, env: dict[str, str] | None,
+                 start_timeout_s: float = 120.0) -> None:
+        cmd = [sys.executable, "-m", "edge_infer.ros.camera_player", *feed.argv(), "--topic", topic, "--qos", qos,
+               "--serve"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read_stdout, name="camera_player_stdout", daemon=True).start()
+        try:
+            ready = self._expect("ready", start_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        self.msgtype, self.frames = ready["msgtype"], int(ready["frames"])
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _expect(self, event: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise CameraPlayerError(f"camera_player: no '{event}' within {timeout_s:.0f} s") from None
+            if line is None:
+                raise CameraPlayerError(f"camera_player exited (code {self.proc.wait()}) before '{event}'; "
+                                        "its error is printed above")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # not ours (a library printing to stdout)
+            if msg.get("event") == event:
+                return msg
+            if msg.get("event") == "error":
+                raise CameraPlayerError(f"camera_player: {msg.get('message')}")
+
+    def _request(self, cmd: dict, event: str, timeout_s: float) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._expect(event, timeout_s)
+
+    def wait_matched(self, timeout_s: float) -> bool:
+        return bool(self._request({"cmd": "wait", "timeout_s": timeout_s}, "waited", timeout_s + 30)["matched"])
+
+    def play(self, count: int, rate_hz: float | None, progress: Callable[[int], None] | None) -> list[Sent]:
+        budget = 60.0 + (count / rate_hz if rate_hz else count)
+        sent = [Sent(int(a), int(b)) for a, b in self._request({"cmd": "play", "count": count, "rate_hz": rate_hz},
+                                                                  "played", budget)["sent"]]
+        if progress is not None:
+            progress(len(sent))
+        return sent
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _absolute(topic: str) -> str:
+    return topic if topic.startswith("/") else "/" + topic
+
+
+class FaceBenchHarness:
+    """Camera -> face pipeline -> ``~/faces``, measured frame by frame.
+
+    ``nodes_under_test``: builds the pipeline's nodes in this process (called after rclpy.init; the harness
+    spins and destroys them); None: measure a pipeline running elsewhere. ``on_output`` is called for each
+    result as it arrives (from the executor thread). Use as a context manager, or call :meth:`close`.
     """
-    import json
-    import threading
 
-    import cv2
-    import rclpy
-    from rclpy.node import Node
+    def __init__(self, feed: CameraFeed, *, nodes_under_test: Callable[[], Sequence] | None = None,
+                 image_topic: str = "/image", faces_topic: str = "/face_pipeline/faces", camera: str = "in_process",
+                 qos: str = "sensor", camera_env: dict[str, str] | None = None,
+                 on_output: Callable[[Received], None] | None = None, node_name: str = "edge_infer_bench") -> None:
+        if camera not in CAMERA_MODES:
+            raise ValueError(f"camera must be one of {CAMERA_MODES}, got {camera!r}")
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from edge_infer.ros.runner import Spinner, rclpy_session
+
+        self.image_topic, self.faces_topic = _absolute(image_topic), _absolute(faces_topic)
+        self.camera_mode = camera
+        self._on_output = on_output
+        self._lock = threading.Lock()
+        self._outputs: list[Received] = []
+        self._stack = ExitStack()
+        try:
+            self._stack.enter_context(rclpy_session())
+            self.nodes_under_test = list(nodes_under_test()) if nodes_under_test is not None else []
+            self._spinner = self._stack.enter_context(Spinner(*self.nodes_under_test, name="bench_harness_executor"))
+            self.node = self._spinner.add(Node(node_name))
+            self.node.create_subscription(String, self.faces_topic, self._on_faces, 1000)
+            self.camera = (_InProcessCamera(self.node, feed, self.image_topic, qos) if camera == "in_process" else
+                           _SubprocessCamera(feed, self.image_topic, qos, camera_env))
+            self._stack.callback(self.camera.close)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    @property
+    def msgtype(self) -> str:
+        return self.camera.msgtype
+
+    def _on_faces(self, msg) -> None:
+        t = time.time_ns()
+        doc = json.loads(msg.data)
+        s = doc["header"]["stamp"]
+        out = Received(s["sec"] * 1_000_000_000 + s["nanosec"], t, doc)
+        with self._lock:
+            self._outputs.append(out)
+        if self._on_output is not None:
+            self._on_output(out)
+
+    # ---- connection and outputs
+    def wait_connected(self, timeout_s: float = 15.0) -> None:
+        """Until the pipeline subscribes to the camera and publishes ``~/faces``; PipelineNotFound if it never does."""
+        deadline = time.monotonic() + timeout_s
+        matched = self.camera.wait_matched(timeout_s)
+        while self.node.count_publishers(self.faces_topic) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not matched or self.node.count_publishers(self.faces_topic) == 0:
+            raise PipelineNotFound(f"no face pipeline on {self.image_topic} -> {self.faces_topic} after "
+                                   f"{timeout_s:g} s: is it running (edge-infer run / ros2 launch)?")
+
+    def output_count(self) -> int:
+        with self._lock:
+            return len(self._outputs)
+
+    def take_outputs(self) -> list[Received]:
+        """Results received since the last take, in arrival order."""
+        with self._lock:
+            out, self._outputs = self._outputs, []
+        return out
+
+    def wait_outputs(self, count: int, drain_s: float) -> None:
+        """Until ``count`` results are waiting, or none arrived for ``drain_s``."""
+        deadline, seen = time.monotonic() + drain_s, -1
+        while time.monotonic() < deadline:
+            got = self.output_count()
+            if got >= count:
+                return
+            if got != seen:
+                seen, deadline = got, time.monotonic() + drain_s
+            time.sleep(0.01)
+
+    # ---- sending
+    def send_and_wait(self, timeout_s: float = 5.0) -> Received | None:
+        """One frame, then wait for its result (latency without queueing); the result stays in the outputs."""
+        (sent,) = self.camera.play(1, None, None)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                for out in reversed(self._outputs):
+                    if out.stamp_ns == sent.stamp_ns:
+                        return out
+            time.sleep(0.002)
+        return None
+
+    def warm_up(self, frames: int, timeout_s: float = 20.0) -> None:
+        """Frames one at a time (first-run model costs, DDS discovery), then their results are discarded."""
+        for _ in range(frames):
+            self.send_and_wait(timeout_s)
+        time.sleep(0.2)
+        self.take_outputs()
+
+    def run(self, count: int, rate_hz: float | None, drain_s: float = 1.5,
+            progress: Callable[[int], None] | None = None) -> StampMatch:
+        """Send ``count`` frames at ``rate_hz`` (cycling the feed), wait for the tail, match results by stamp."""
+        self.take_outputs()
+        sent = self.camera.play(count, rate_hz, progress)
+        self.wait_outputs(len(sent), drain_s)
+        return match_by_stamp(sent, self.take_outputs())
+
+    def dropped_stale(self) -> int | None:
+        """Frames the in-process face node dropped as stale (None: pipeline not in this process)."""
+        for n in self.nodes_under_test:
+            stats = getattr(n, "stats", None)
+            if stats is not None and hasattr(stats, "dropped"):
+                return int(stats.dropped)
+        return None
+
+    def close(self) -> None:
+        """Camera first (its publisher leaves), then executor joined and nodes destroyed, then rclpy if ours."""
+        self._stack.close()
+
+    def __enter__(self) -> "FaceBenchHarness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def node_end_to_end(models_dir, frames: int, camera: str = "in_process") -> dict:
+    """`bench pipeline`'s node column: end to end through the real face node (publish -> ``~/faces``) against
+    the raw model time of the same frames. Frames go one at a time (the next after the result), so the number
+    is latency, not queueing; the first frame warms up and is not counted."""
     from rclpy.parameter import Parameter
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
 
     from edge_infer.ros.face_node import FacePipelineNode
-    from edge_infer.ros.image_conversion import image_to_msg
-    from edge_infer.ros.runner import spinning
 
-    own_init = not rclpy.ok()
-    if own_init:
-        rclpy.init()
-    node = FacePipelineNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir)),
-                                                 Parameter("tracking", value=False)])
-    client = Node("bench_pipeline_client")
-    got: list[dict] = []
-    arrived = threading.Event()
+    def face_node():
+        return [FacePipelineNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir)),
+                                                      Parameter("tracking", value=False)])]
 
-    def on_faces(m: String) -> None:
-        got.append(json.loads(m.data))
-        arrived.set()
-
-    client.create_subscription(String, "face_pipeline/faces", on_faces, 10)
-    pub = client.create_publisher(Image, "image", qos_profile_sensor_data)
-    try:
-        with spinning(node, client, matched_publisher=pub):
-            for i in range(frames):
-                rgb = cv2.cvtColor(scene(samples, i), cv2.COLOR_BGR2RGB)
-                arrived.clear()
-                pub.publish(image_to_msg(rgb, "rgb8", "camera", client.get_clock().now().to_msg()))
-                arrived.wait(5.0)
-    finally:
-        if own_init:
-            rclpy.try_shutdown()
-    e2e = [g["latency_ms"]["end_to_end"] for g in got[1:]]  # first frame warms up
-    raw = [g["latency_ms"]["detector"] + g["latency_ms"].get("mesh", 0) + g["latency_ms"].get("emotion", 0) for g in got[1:]]
-    return {"frames": len(got), "end_to_end_p50_ms": float(np.median(e2e)), "raw_models_p50_ms": float(np.median(raw))}
+    feed = CameraFeed(models_dir=str(models_dir), frames=frames, faces=1)
+    with FaceBenchHarness(feed, nodes_under_test=face_node, camera=camera, node_name="bench_pipeline_client") as h:
+        h.wait_connected()
+        got = [r.doc for r in (h.send_and_wait() for _ in range(frames)) if r is not None]
+    lat = [g["latency_ms"] for g in got[1:]]
+    return {"frames": len(got),
+            "end_to_end_p50_ms": float(np.median([x["end_to_end"] for x in lat])),
+            "raw_models_p50_ms": float(np.median([x["detector"] + x.get("mesh", 0) + x.get("emotion", 0) for x in lat]))}

@@ -19,8 +19,11 @@ import numpy as np
 from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline
 from edge_infer.pipeline.frames import Frame
 from edge_infer.pipeline.latency import latency_stats
-from edge_infer.samples.scenes import demo_sequence, load_samples
-from edge_infer.ros.runner import spinning
+from edge_infer.bench.camera_feed import CameraFeed
+from edge_infer.ros.bench_harness import FaceBenchHarness
+from edge_infer.ros.runner import rclpy_session, spinning
+from edge_infer.samples.scenes import load_samples
+from edge_infer.samples.speech import speech_16k, to_int16
 
 
 def model_report(models_dir: Path, echo=print) -> None:
@@ -39,60 +42,43 @@ def model_report(models_dir: Path, echo=print) -> None:
             echo(f"    face_mesh: {len(f.mesh)} points, {inside:.0%} inside the box, confidence {f.mesh_confidence:.3f}")
 
 
-def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz: float = 15.0, echo=print) -> dict:
-    """Part 2: publish frames into the real node and summarise what comes out."""
-    import rclpy
+def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz: float = 15.0, echo=print,
+                  camera: str = "in_process") -> dict:
+    """Part 2: publish frames into the real node (bench harness) and summarise what comes out."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
-    from std_msgs.msg import String
 
     from edge_infer.ros.face_node import FacePipelineNode
-    from edge_infer.ros.image_conversion import image_to_msg, msg_to_image
+    from edge_infer.ros.image_conversion import msg_to_image
 
-    samples = load_samples(models_dir)
-    frames = list(demo_sequence(samples, n_frames))
-    rclpy.init()
-    node = FacePipelineNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir))])
-    client = Node("edge_infer_demo")
-    results: list[dict] = []
     diags: list[DiagnosticArray] = []
     debug: dict = {}
-
-    faces_by_stamp: dict[tuple[int, int], int] = {}
-
-    def on_faces(msg: String) -> None:
-        results.append({"raw": msg.data})
-        doc = json.loads(msg.data)
-        faces_by_stamp[(doc["header"]["stamp"]["sec"], doc["header"]["stamp"]["nanosec"])] = len(doc["faces"])
+    faces_by_stamp: dict[int, int] = {}
 
     def on_debug(msg: Image) -> None:  # keep the annotated frame with the most faces
-        n = faces_by_stamp.get((msg.header.stamp.sec, msg.header.stamp.nanosec), 0)
+        n = faces_by_stamp.get(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, 0)
         if n > debug.get("faces", 0):
             debug.update(faces=n, image=msg_to_image(msg).bgr().copy())
 
-    client.create_subscription(String, "face_pipeline/faces", on_faces, 50)
-    client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    client.create_subscription(Image, "face_pipeline/debug_image", on_debug, qos_profile_sensor_data)
-    pub = client.create_publisher(Image, "image", qos_profile_sensor_data)
-    try:
-        with spinning(node, client, matched_publisher=pub):
-            echo(f"  publishing {n_frames} frames of 1280x720 rgb8 at {rate_hz:g} Hz to /image ...")
-            t_start = time.monotonic()
-            for i, bgr in enumerate(frames):
-                msg = image_to_msg(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8", "camera",
-                                   client.get_clock().now().to_msg())
-                pub.publish(msg)
-                time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
-            time.sleep(1.5)  # let the last frame and one more diagnostics period through
-            elapsed = time.monotonic() - t_start
-    finally:
-        rclpy.try_shutdown()
-    node_stats = node.stats
+    def face_node() -> list:
+        return [FacePipelineNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir))])]
 
-    parsed = [json.loads(r["raw"]) for r in results]
+    feed = CameraFeed(models_dir=str(models_dir), frames=n_frames)  # the demo sequence: 1, 2 and 4 faces
+    with FaceBenchHarness(feed, nodes_under_test=face_node, camera=camera, node_name="edge_infer_demo",
+                          on_output=lambda r: faces_by_stamp.__setitem__(r.stamp_ns, len(r.doc["faces"]))) as h:
+        h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        h.node.create_subscription(Image, "/face_pipeline/debug_image", on_debug, qos_profile_sensor_data)
+        h.wait_connected()
+        echo(f"  publishing {n_frames} frames of 1280x720 rgb8 at {rate_hz:g} Hz to {h.image_topic} ...")
+        match = h.run(n_frames, rate_hz, drain_s=1.5)
+        deadline = time.monotonic() + 1.5  # at least one diagnostics period
+        while not diags and time.monotonic() < deadline:
+            time.sleep(0.05)
+        node_stats = h.nodes_under_test[0].stats
+
+    parsed = [r.doc for _, r in match.pairs]
     faces_per_frame = Counter(len(p["faces"]) for p in parsed)
     emotions = Counter(f["emotion"]["label"] for p in parsed for f in p["faces"] if f["emotion"])
     stages = sorted({k for p in parsed for k in p["latency_ms"]})
@@ -101,15 +87,15 @@ def run_face_demo(models_dir: Path, out_dir: Path, n_frames: int = 300, rate_hz:
     image_path = out_dir / "demo_annotated.png"
     if "image" in debug:
         cv2.imwrite(str(image_path), debug["image"])
-    summary = {
-        "frames_sent": n_frames, "results_received": len(parsed), "dropped_stale": node_stats.dropped,
-        "bad_messages": dict(node_stats.bad), "output_fps": round(len(parsed) / elapsed, 2),
+    return {
+        "frames_sent": len(match.sent), "results_received": len(parsed), "dropped_stale": node_stats.dropped,
+        "bad_messages": dict(node_stats.bad), "output_fps": round(match.output_rate_hz, 2),
         "faces_per_frame": dict(sorted(faces_per_frame.items())), "emotions": dict(emotions.most_common()),
         "detector_ran_on": sum(p["detector_ran"] for p in parsed), "latency_ms": latency,
+        "harness_latency_ms": latency_stats(match.latencies_ms).as_dict(),
         "diagnostics_messages": len(diags), "annotated_image": str(image_path) if "image" in debug else None,
         "backend": parsed[0]["backend"] if parsed else None,
     }
-    return summary
 
 
 def print_face_summary(s: dict, echo=print) -> None:
@@ -120,32 +106,33 @@ def print_face_summary(s: dict, echo=print) -> None:
     echo("  latency ms        p50      p99")
     for k, v in s["latency_ms"].items():
         echo(f"    {k:<14} {v['p50']:>7.1f}  {v['p99']:>7.1f}")
+    h = s["harness_latency_ms"]
+    echo(f"    {'send->result':<14} {h['p50']:>7.1f}  {h['p99']:>7.1f}   (measured by the bench harness)")
     echo(f"  /diagnostics messages: {s['diagnostics_messages']}; annotated image: {s['annotated_image']}")
 
 
 def run_audio_demo(models_dir: Path, echo=print) -> dict:
     """Part 3: a synthesized utterance ("please open the door ... hey jarvis") through the real audio_node."""
-    import rclpy
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Bool, Int16MultiArray, String
 
-    from edge_infer.bench.audio import speech_16k
     from edge_infer.ros.audio_node import AudioNode
 
     silence = np.zeros(16000, np.float32)
     parts = [silence, speech_16k("please open the door"), silence, speech_16k("hey jarvis"), silence, silence]
-    audio = np.clip(np.concatenate(parts) * 0.7 * 32767, -32768, 32767).astype(np.int16)
-    rclpy.init()
-    node = AudioNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir))])
-    client = Node("edge_infer_audio_demo")
+    audio = to_int16(np.concatenate(parts) * 0.7)
     events: list[tuple[str, str]] = []
-    client.create_subscription(Bool, "audio_node/vad", lambda m: events.append(("vad", str(m.data))), 50)
-    client.create_subscription(String, "audio_node/speech_segments", lambda m: events.append(("speech_segment", m.data)), 50)
-    client.create_subscription(String, "audio_node/wake_word", lambda m: events.append(("wake_word", m.data)), 50)
-    pub = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    try:
+    with rclpy_session():
+        node = AudioNode(parameter_overrides=[Parameter("models_dir", value=str(models_dir))])
+        client = Node("edge_infer_audio_demo")
+        client.create_subscription(Bool, "audio_node/vad", lambda m: events.append(("vad", str(m.data))), 50)
+        client.create_subscription(String, "audio_node/speech_segments",
+                                   lambda m: events.append(("speech_segment", m.data)), 50)
+        client.create_subscription(String, "audio_node/wake_word", lambda m: events.append(("wake_word", m.data)), 50)
+        pub = client.create_publisher(Int16MultiArray, "audio",
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         with spinning(node, client, matched_publisher=pub):
             echo(f"  playing {len(audio) / 16000:.1f} s of synthesized speech (flite) to /audio in 100 ms chunks, real time")
             t0 = time.monotonic()
@@ -156,8 +143,6 @@ def run_audio_demo(models_dir: Path, echo=print) -> dict:
                 time.sleep(max(0.0, t0 + (i + 1600) / 16000 - time.monotonic()))
             time.sleep(0.5)
             rtf = node.pipeline.real_time_factor
-    finally:
-        rclpy.try_shutdown()
     for kind, text in events:
         if kind == "vad":
             echo(f"    ~/vad             speaking={text}")

@@ -1,13 +1,13 @@
-"""StreamStats snapshot -> diagnostic_msgs/DiagnosticArray on /diagnostics."""
+"""StreamHealth snapshot -> diagnostic_msgs/DiagnosticArray on /diagnostics."""
 
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from edge_infer.pipeline.stream_stats import HealthBounds, StreamStats
+from edge_infer.pipeline.stream_health import HealthBounds, StreamHealth
 
 
-def diagnostic_array(node, name: str, hardware_id: str, stats: StreamStats, bounds: HealthBounds,
+def diagnostic_array(node, name: str, hardware_id: str, stats: StreamHealth, bounds: HealthBounds,
                      extra: dict[str, str]) -> DiagnosticArray:
     level, message, values = stats.snapshot(bounds)
     return status_array(node, name, hardware_id, level, message, {**extra, **values})

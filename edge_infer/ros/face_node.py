@@ -25,7 +25,7 @@ from edge_infer.pipeline.face_pipeline import FacePipeline
 from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import BadFrame
 from edge_infer.pipeline.latency import FrameTimer
-from edge_infer.pipeline.stream_stats import StreamStats
+from edge_infer.pipeline.stream_health import StreamHealth
 from edge_infer.ros.diagnostics import diagnostic_array
 from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
 from edge_infer.ros.param_table import FACE_PARAMS, face_config, health_bounds
@@ -54,7 +54,7 @@ class FacePipelineNode(Node):
             **{**options, **over})
         self.pipeline = self._make_pipeline()
         self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
-        self.stats = StreamStats()
+        self.stats = StreamHealth()
         self.faces_pub = self.create_publisher(String, "~/faces", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)

@@ -2,15 +2,14 @@
 
 The embedded default where ``ros2 launch`` is not available: the same nodes, the same YAML files (their
 values are passed as parameter overrides, so they also apply under a namespace), the same remappings,
-spun by one executor (runner.make_executor); Ctrl-C / SIGTERM shut down cleanly (executor joined, nodes destroyed,
-rclpy shut down).
+spun and torn down by :func:`edge_infer.ros.runner.run_until_stopped` (Ctrl-C / SIGTERM: executor joined,
+nodes destroyed, rclpy shut down).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import signal
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -68,41 +67,14 @@ def build_nodes(arguments: Mapping[str, str] | None = None, config_dir: Path | N
 def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path | None = None,
                     ros_args: list[str] | None = None, stop: threading.Event | None = None, echo=print) -> int:
     """Run the enabled nodes until Ctrl-C, SIGTERM or ``stop`` is set. Returns the number of nodes run."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    from edge_infer.ros.runner import make_executor
+    from edge_infer.ros.runner import run_until_stopped
 
     os.environ.update(node_environment(arguments or {}))  # before rclpy creates the DDS participant
-    rclpy.init(args=ros_args)
-    stop = stop or threading.Event()
-    nodes: list = []
-    executor = make_executor()
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    spin = None
-    try:
-        nodes = build_nodes(arguments, config_dir)
-        if not nodes:
-            echo("edge-infer run: every node is disabled; nothing to run")
-            return 0
-        for node in nodes:
-            executor.add_node(node)
+
+    def started(nodes) -> None:
         echo("running " + ", ".join(node.get_fully_qualified_name() for node in nodes) + " (Ctrl-C to stop)")
-        spin = threading.Thread(target=executor.spin, name="edge_infer_executor", daemon=True)
-        spin.start()
-        while not stop.wait(0.2) and spin.is_alive():
-            pass
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        if spin is not None:
-            spin.join(timeout=10)  # join before rclpy.shutdown (see docs/ARCHITECTURE.md)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-    return len(nodes)
+
+    n = run_until_stopped(lambda: build_nodes(arguments, config_dir), ros_args, stop, on_started=started)
+    if n == 0:
+        echo("edge-infer run: every node is disabled; nothing to run")
+    return n

@@ -18,7 +18,7 @@ from edge_infer.backends.tensorrt.cache import POLICIES as ENGINE_BUILD_POLICIES
 from edge_infer.pipeline.audio_pipeline import AudioPipelineConfig, VadConfig
 from edge_infer.pipeline.audio_stream import StreamConfig
 from edge_infer.pipeline.face_pipeline import FaceConfig
-from edge_infer.pipeline.stream_stats import HealthBounds
+from edge_infer.pipeline.stream_health import HealthBounds
 
 QOS_RELIABILITIES = ("auto", "reliable", "best_effort")  # auto: match the publishers, like ros2 bag record
 AUDIO_MESSAGE_TYPES = (

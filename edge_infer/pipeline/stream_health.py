@@ -25,7 +25,7 @@ class HealthBounds:
     max_loss_ratio: float = 0.1  # lost in transport / (received + lost) over the last diagnostics period
 
 
-class StreamStats:
+class StreamHealth:
     """Thread-safe counters + latency windows; the node's worker thread and timer both touch it."""
 
     def __init__(self, window_s: float = 5.0, latency_window: int = 300) -> None:
