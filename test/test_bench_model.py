@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_infer.backends import create_backend
 from edge_infer.bench import model as bm
+from edge_infer.offline import inputs
 from edge_infer.offline.bundle import BundleError, make_bundle, verify_bundle
 
 FAST = dict(warmup=2, runs=8, max_seconds=2.0, min_runs=3)
@@ -20,7 +22,7 @@ FAST = dict(warmup=2, runs=8, max_seconds=2.0, min_runs=3)
 @pytest.fixture(scope="module")
 def report(models_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    cfg = bm.BenchConfig(backends=["torch", "onnxruntime", "onnxruntime-cuda", "tensorrt"], batches=[1, 8], **FAST)
+    cfg = bm.ModelBenchConfig(backends=["torch", "onnxruntime", "onnxruntime-cuda", "tensorrt"], batches=[1, 8], **FAST)
     return bm.run_benchmark(models_dir, ["face_detector", "emotion", "face_mesh"], cfg, out, echo=lambda s: None), out
 
 
@@ -29,13 +31,14 @@ def _results(rep, model):
 
 
 def test_inputs_come_from_the_real_preprocessing_at_720p(models_dir):
-    cfg = bm.BenchConfig()
-    frame = bm.camera_frame(models_dir, cfg.resolution)
+    cfg = bm.ModelBenchConfig()
+    frame = inputs.camera_frame(models_dir, cfg.resolution)
     assert frame.shape == (720, 1280, 3) and frame.dtype == np.uint8
     shapes = {}
     for name, task, onnx in [("face_detector", "face_detection", "face_detector.onnx"), ("emotion", "emotion", "emotion.onnx"),
                              ("face_mesh", "face_mesh", "face_mesh.onnx")]:
-        inp = bm.make_input(name, task, models_dir / onnx, models_dir, cfg)
+        inp = inputs.frame_input(task, create_backend("onnxruntime", str(models_dir / onnx)).inputs, models_dir,
+                                 cfg.resolution)
         (k, v), = inp.feeds.items()
         shapes[name] = v.shape
         assert v.dtype == np.float32 and inp.preprocess is not None and "1280x720" in inp.description
@@ -120,6 +123,27 @@ def test_torch_backend_errors(tmp_path, models_dir):
     torch.jit.save(torch.jit.script(torch.nn.ReLU()), ts)
     b = create_backend("torch", str(ts))
     assert np.array_equal(b.run({"input": np.array([-1.0, 2.0], np.float32)})["output"], [0.0, 2.0])
+
+
+def test_runtime_backends_import_no_model_code() -> None:
+    """backends/ is the lowest floor: loading every backend module pulls in nothing from models/ or above."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import edge_infer.backends.torch_backend, edge_infer.backends.torch_checkpoint, "
+            "edge_infer.backends.litert_backend, edge_infer.backends.keras_backend, "
+            "edge_infer.backends.onnxruntime_backend; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('edge_infer.models', 'edge_infer.offline', "
+            "'edge_infer.pipeline', 'edge_infer.bench'))); print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bench_config_and_errors() -> None:
+    from edge_infer.errors import EdgeInferError
+
+    assert bm.ModelBenchConfig().resolution == inputs.DEFAULT_RESOLUTION and not hasattr(bm, "BenchConfig")
+    assert issubclass(bm.BenchError, EdgeInferError) and not hasattr(bm, "Skip")  # _Skip never leaves the module
 
 
 @pytest.mark.parametrize("fmt", ["tar.gz", "dir"])

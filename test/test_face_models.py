@@ -47,9 +47,7 @@ def astronaut(models_dir: Path) -> np.ndarray:
 
 
 def detect(detector, image: np.ndarray, size: tuple[int, int] | None = None) -> rf.Detections:
-    x, lb = rf.prepare_input(image, size)
-    out = detector.run({"input": x})
-    return rf.decode(out["loc"], out["conf"], out["landmarks"], rf.anchors_for(lb.input_size), letterbox=lb)
+    return rf.detect(detector, image, size)  # the project's one detector invocation
 
 
 def run_mesh(mesh, image: np.ndarray, rois: list[fm.Roi]) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +167,26 @@ def test_batched_detection_equals_single(detector, astronaut: np.ndarray) -> Non
         np.testing.assert_allclose(b.scores, single.scores, atol=1e-4)
 
 
+def test_detect_is_prepare_run_decode_with_zoo_names_and_stages(models_dir: Path, astronaut: np.ndarray) -> None:
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.pipeline.latency import FrameTimer
+
+    spec = load_zoo().model(rf.ZOO_NAME)
+    assert (rf.INPUT_NAME, [rf.LOC, rf.CONF, rf.LANDMARKS]) == (spec.inputs[0].name, spec.output_names)
+    assert rf.DEFAULT_INPUT_SIZE == tuple(spec.preprocess["size"]) and list(rf.MEAN_BGR) == spec.preprocess["mean"]
+    det_backend = rf.open_detector(models_dir)  # the file named by the zoo spec
+    assert Path(det_backend.model_path) == spec.path(models_dir)
+    x, lb = rf.prepare_input(astronaut)
+    out = det_backend.run({"input": x})
+    manual = rf.decode(out["loc"], out["conf"], out["landmarks"], rf.anchors_for(lb.input_size), letterbox=lb)
+    timer = FrameTimer()
+    det = rf.detect(det_backend, astronaut, timer=timer)
+    np.testing.assert_array_equal(det.boxes, manual.boxes)
+    assert set(timer.stages) == {"preprocess", "detector", "postprocess"}
+    with pytest.raises(Exception, match="zoo fetch"):
+        rf.open_detector(models_dir / "nowhere")
+
+
 def test_nms_suppresses_overlaps() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]], np.float32)
     keep = rf.nms(boxes, np.array([0.9, 0.95, 0.5, 0.3], np.float32), 0.4)
@@ -283,13 +301,30 @@ def test_converter_dynamic_batch(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_onnx_matches_tflite_on_face_crop(models_dir: Path, mesh, astronaut: np.ndarray) -> None:
-    from ai_edge_litert import interpreter as litert
-    interp = litert.Interpreter(model_path=str(face_landmark_tflite(models_dir)))
-    interp.allocate_tensors()
+    litert = create_backend("litert", str(face_landmark_tflite(models_dir)))  # LiteRT runs the original
     crop = fm.crop_batch(astronaut, [fm.Roi(225.7, 117.9, 172.5, 172.5, 0.032)])
-    interp.set_tensor(interp.get_input_details()[0]["index"], crop)
-    interp.invoke()
-    ref = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]  # landmarks, face flag
+    ref = list(litert.run({litert.input_names[0]: crop}).values())  # landmarks, face flag
     got = mesh.run({"image": crop})
     assert np.abs(got["landmarks"] - ref[0]).max() < 1e-3  # crop pixels; ~1.4e-4 measured
     assert np.abs(got["face_flag"] - ref[1]).max() < 1e-3
+
+
+def test_litert_backend_named_io_batches_and_threads(models_dir: Path, astronaut: np.ndarray) -> None:
+    from edge_infer.backends import BackendError
+
+    be = create_backend("litert", str(face_landmark_tflite(models_dir)), threads=2)
+    assert be.name.startswith("litert[") and "2t" in be.name
+    assert [t.describe() for t in be.inputs] == ["input_1[1,192,192,3]:float32"]
+    assert be.output_names == ["conv2d_20", "conv2d_30"]  # TFLite's own names; the ONNX import renames them
+    rois = [fm.Roi(225.7, 117.9, 172.5, 172.5, 0.032), fm.Roi(230, 120, 190, 190, -0.1), fm.Roi(60, 60, 100, 100)]
+    crops = fm.crop_batch(astronaut, rois)
+    batched = be.run({"input_1": crops})  # batch 3 on a batch-1 model: inputs resized
+    assert batched["conv2d_20"].shape == (3, 1, 1, 1404)
+    for i in range(3):
+        single = be.run({"input_1": crops[i:i + 1]}, ["conv2d_30"])
+        assert list(single) == ["conv2d_30"]
+        np.testing.assert_allclose(batched["conv2d_30"][i], single["conv2d_30"][0], atol=1e-4)
+    with pytest.raises(BackendError, match="missing"):
+        be.run({"image": crops})
+    with pytest.raises(BackendError, match="LiteRT could not load"):
+        create_backend("litert", str(models_dir / "face_mesh.onnx"))

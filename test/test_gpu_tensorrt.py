@@ -50,9 +50,11 @@ def emotion_engine(gpu, models_dir, tmp_path_factory):
 
 
 def _crops(models_dir, n):
-    from edge_infer.bench.model import BenchConfig, make_input
+    from edge_infer.backends import create_backend
+    from edge_infer.offline.inputs import frame_input
 
-    return make_input("emotion", "emotion", models_dir / "emotion.onnx", models_dir, BenchConfig()).batch(n)
+    model = create_backend("onnxruntime", str(models_dir / "emotion.onnx"))
+    return frame_input("emotion", model.inputs, models_dir).batch(n)
 
 
 def test_build_and_sidecar(emotion_engine):
@@ -113,9 +115,9 @@ def test_selftest_passes(gpu, models_dir):
 
 
 def test_bench_model_tensorrt_column(gpu, models_dir, tmp_path):
-    from edge_infer.bench.model import BenchConfig, run_benchmark
+    from edge_infer.bench.model import ModelBenchConfig, run_benchmark
 
-    cfg = BenchConfig(backends=["onnxruntime", "tensorrt"], batches=[1, 8], warmup=3, runs=20,
+    cfg = ModelBenchConfig(backends=["onnxruntime", "tensorrt"], batches=[1, 8], warmup=3, runs=20,
                       engine_dir=str(tmp_path))
     rep = run_benchmark(models_dir, ["emotion"], cfg, tmp_path, echo=lambda s: None)
     trt = [r for r in rep["models"][0]["results"] if r["backend"] == "tensorrt"]

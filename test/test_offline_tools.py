@@ -200,6 +200,51 @@ def test_import_tflite_face_mesh_matches_zoo(models_dir: Path, work: Path, capsy
     assert v["metrics"]["max_abs"] <= 1e-5
 
 
+def test_validate_against_the_original_tflite_with_litert(models_dir: Path, work: Path) -> None:
+    """The zoo's face mesh ONNX against the TFLite it was converted from, run by LiteRT itself."""
+    tfl = models_dir / ".sources" / "face_landmark.tflite"
+    r = validate(models_dir / "face_mesh.onnx", tfl, level="fp32", name="face_mesh", models_dir=models_dir)
+    print("face_mesh.onnx vs TFLite (LiteRT):", r["metrics"])
+    assert r["reference_kind"] == "litert" and r["inputs"]["real"] and r["inputs"]["samples"] >= 8
+    assert r["metrics"]["max_abs"] < 1e-3 and r["metrics"]["presence_agreement"] == 1.0 and r["verdict"] == "pass"
+    assert any(c["metric"] == "max_abs" and c["threshold"] == 1e-3 for c in r["checks"])  # the fp32 row
+
+
+def test_keras_and_torch_references_are_backends(models_dir: Path, keras_h5: Path, checkpoint: Path) -> None:
+    from edge_infer.backends import BackendError, create_backend
+    from edge_infer.models.architectures import ARCHITECTURES
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # what the keras backend sets before importing keras
+    pytest.importorskip("keras")
+    k = create_backend("keras", str(keras_h5))
+    assert k.name.startswith("keras[") and [t.shape for t in k.inputs] == [(None, 64, 64, 1)]  # Keras' own NHWC
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 1)).astype(np.float32)
+    t = create_backend("torch", str(checkpoint), architectures=ARCHITECTURES, output_names=["scores"])
+    got = t.run({"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})["scores"]
+    assert np.abs(k.run({k.input_names[0]: x})[k.output_names[0]] - got).max() < 1e-5
+    # the runtime layer knows no model: without the registry the checkpoint's architecture is unknown
+    with pytest.raises(BackendError, match="unknown architecture 'mini_xception'.*no architecture registry"):
+        create_backend("torch", str(checkpoint))
+
+
+def test_one_tolerance_table_for_every_comparison() -> None:
+    from edge_infer.offline import compare
+
+    assert set(compare.LEVELS) == {"exact", "fp32", "fp16", "int8"}
+    assert compare.EXACT_ATOL == 1e-5 and compare.LEVELS["fp32"]["max_abs"] == ("<=", 1e-3)
+    ref = {"scores": np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)}
+    close = {"scores": ref["scores"] + 0.01}
+    far = {"scores": np.array([[0.45, 0.55], [0.2, 0.8]], np.float32)}
+    assert compare.compare([ref], [close], ["scores"], "emotion", level="fp16")["verdict"] == "pass"
+    bad = compare.compare([ref], [far], ["scores"], "emotion", level="fp16")
+    assert bad["verdict"] == "fail" and {c["metric"] for c in bad["checks"] if not c["pass"]} == {
+        "top1_agreement", "prob_diff_max"}
+    assert compare.max_abs_diff(close, ref) == pytest.approx(0.01)
+    assert compare.max_abs_diff({"renamed": close["scores"]}, ref) == pytest.approx(0.01)  # by position
+    with pytest.raises(OfflineError, match="unknown comparison level"):
+        compare.checks_for("fp8", {})
+
+
 def test_inspect_json(models_dir: Path, capsys) -> None:
     rc, out, _ = cli(capsys, "inspect", str(models_dir / "face_detector.onnx"), "--json")
     r = json.loads(out)

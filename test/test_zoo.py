@@ -124,3 +124,23 @@ def test_cli_second_fetch_downloads_nothing(models_dir):
                          capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert report["ok"] and report["downloads"] == [] and report["fetched"] == [] and len(report["cached"]) == 9
+
+
+def test_declared_io_matches_the_model_files(models_dir):
+    """models/*.py take tensor names and fixed sizes from the zoo's inputs/outputs: they must be the files'."""
+    from edge_infer.offline.onnx_info import load_onnx, signature
+
+    zoo = load_zoo()
+    declared = [m for m in zoo.models.values() if m.inputs or m.outputs]
+    assert {m.name for m in declared} >= {"face_detector", "emotion", "face_mesh"}
+    for m in declared:
+        sig = signature(load_onnx(m.path(models_dir), check=False))
+        for kind in ("inputs", "outputs"):
+            want, got = getattr(m, kind), sig[kind]
+            assert [t.name for t in want] == [t["name"] for t in got], (m.name, kind)
+            for w, g in zip(want, got):
+                assert w.dtype == g["dtype"] and len(w.shape) == len(g["shape"]), (m.name, w, g)
+                # a fixed size the zoo declares must be the file's where the file fixes it (exporters often
+                # leave e.g. RetinaFace's last dims symbolic)
+                assert all(d == e for d, e in zip(w.shape, g["shape"]) if isinstance(d, int) and isinstance(e, int)), \
+                    (m.name, w, g)

@@ -8,13 +8,17 @@ from typing import Any
 
 from edge_infer.backends.base import Backend, BackendError, TensorInfo
 
-__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES", "ONNX_BACKEND_NAMES"]
 
-BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
+BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "litert", "keras", "auto")
+#: the runtimes that load the zoo's .onnx files: what the nodes' ``backend`` parameter offers
+ONNX_BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
 
 log = logging.getLogger(__name__)
 
-_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads")
+_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severity_level")
+_TORCH_OPTIONS = ("threads", "intra_op_threads", "device", "input_names", "output_names", "input_shapes",
+                  "architectures", "architecture", "arch_kwargs", "trust_checkpoint")
 _TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar")
 # how `auto` / `tensorrt` turn an .onnx into an engine through the engine cache
 _CACHE_OPTIONS = ("engine_build", "engine_dir", "precision", "workspace_mb", "profiles", "batch", "spec_profile",
@@ -59,7 +63,10 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     ``options`` are runtime specific and each backend takes only its own: onnxruntime ``providers``,
     ``intra_op_threads``, ``inter_op_threads``; tensorrt ``device``, ``cuda_graph`` and, for an ``.onnx`` path,
     the engine cache options ``engine_build`` (auto|never|force), ``engine_dir``, ``precision``, ``batch``,
-    ``profiles``, ``spec_profile``, ``workspace_mb``, ``dla_core``, ``timing_cache``; torch ``threads``.
+    ``profiles``, ``spec_profile``, ``workspace_mb``, ``dla_core``, ``timing_cache``; torch ``threads``,
+    ``input_names``/``output_names``/``input_shapes`` and, for checkpoints, ``architectures`` (the registry, e.g.
+    :data:`edge_infer.models.architectures.ARCHITECTURES`), ``architecture``, ``arch_kwargs``,
+    ``trust_checkpoint``; litert (``.tflite``) ``threads``; keras (``.h5``/``.keras``) none.
     ``auto`` = TensorRT when it is importable (with pycuda) and a GPU is present, else ONNX Runtime; the
     choice and its reason are logged once per process and model.
     """
@@ -84,6 +91,13 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     if kind == "torch":
         from edge_infer.backends.torch_backend import TorchBackend
 
-        return TorchBackend(model_path, **_pick(options, ("threads", "intra_op_threads", "device", "input_names",
-                                                          "output_names")))
+        return TorchBackend(model_path, **_pick(options, _TORCH_OPTIONS))
+    if kind == "litert":
+        from edge_infer.backends.litert_backend import LiteRTBackend
+
+        return LiteRTBackend(model_path, **_pick(options, ("threads",)))
+    if kind == "keras":
+        from edge_infer.backends.keras_backend import KerasBackend
+
+        return KerasBackend(model_path)
     raise BackendError(f"unknown backend '{kind}'; choose one of {BACKEND_NAMES}")

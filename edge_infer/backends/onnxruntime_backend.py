@@ -31,15 +31,20 @@ _ORT_TYPES = {
 }
 
 
+def available_providers() -> list[str]:
+    """Execution providers this onnxruntime build offers (CPU everywhere; CUDA / TensorRT with onnxruntime-gpu)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
 def resolve_providers(requested: Sequence[str]) -> list[str]:
     """Map aliases to provider names and keep only those this onnxruntime build has (CPU always last).
 
     A robot image may ship onnxruntime-gpu while a workstation has the CPU build: asking for CUDA there
     should degrade to CPU with one log line, not fail.
     """
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
+    available = available_providers()
     chosen: list[str] = []
     for p in requested:
         name = PROVIDER_ALIASES.get(p.lower(), p)
@@ -54,12 +59,15 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 
 
 class OnnxRuntimeBackend(Backend):
+    """The only place that opens an ``onnxruntime.InferenceSession``."""
+
     def __init__(
         self,
         model_path: str,
         providers: Sequence[str] = ("cpu",),
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
+        log_severity_level: int | None = None,
     ) -> None:
         super().__init__(model_path)
         try:
@@ -70,6 +78,8 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if log_severity_level is not None:  # 3 = errors only: offline tools keep the terminal for their report
+            opts.log_severity_level = int(log_severity_level)
         self.providers = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)

@@ -1,25 +1,27 @@
 """PyTorch backend: the reference column of the benchmark, and a fallback runtime for models kept in torch.
 
 Loads, by file type:
-- ``*.pt`` / ``*.pth`` project checkpoints ``{"model_state_dict", "config": {"architecture": ...}}`` (what
-  ``edge-infer zoo fetch`` writes for the emotion model) -> the hand-written module from
-  :data:`edge_infer.models.architectures.ARCHITECTURES`;
-- TorchScript archives (``torch.jit.save``; ``*.ts``, ``*.torchscript`` or a ``.pt`` that is one);
 - ``*.onnx`` through ``onnx2torch`` when that package is installed (the zoo's detector and face mesh exist
-  only as ONNX / TFLite; onnx2torch rebuilds them as torch modules so torch can be benchmarked on them).
+  only as ONNX / TFLite; onnx2torch rebuilds them as torch modules so torch can be benchmarked on them);
+- anything else as a checkpoint (:mod:`edge_infer.backends.torch_checkpoint`): TorchScript archives,
+  state_dicts and the project's ``{"model_state_dict", "config": {"architecture": ...}}`` layout (what
+  ``edge-infer zoo fetch`` writes for the emotion model), built into a module from the ``architectures``
+  registry the caller passes (:data:`edge_infer.models.architectures.ARCHITECTURES` for the zoo's models;
+  this runtime layer does not import the model layer). Checkpoints load with ``weights_only=True`` unless
+  ``trust_checkpoint`` (``--trust-checkpoint``) says otherwise.
 torch is imported only when this backend is created.
 """
 
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.torch_checkpoint import Architectures, build_module, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,6 @@ def import_torch() -> Any:
     return torch
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 class TorchBackend(Backend):
     """A torch module in eval mode run under ``torch.inference_mode`` on CPU (or ``device``)."""
 
@@ -57,9 +51,15 @@ class TorchBackend(Backend):
         device: str = "cpu",
         threads: int = 0,
         intra_op_threads: int | None = None,
+        architectures: Architectures | None = None,
+        architecture: str | None = None,
+        arch_kwargs: Mapping[str, Any] | None = None,
+        trust_checkpoint: bool = False,
         **_: Any,
     ) -> None:
         super().__init__(str(model_path) if model_path else "<module>")
+        self._architectures = dict(architectures or {})
+        self._architecture, self._arch_kwargs, self._trust = architecture, dict(arch_kwargs or {}), trust_checkpoint
         torch = import_torch()
         self.torch = torch
         threads = intra_op_threads if intra_op_threads is not None else threads
@@ -83,7 +83,6 @@ class TorchBackend(Backend):
         self.name = f"torch[{torch.__version__},{self.device.type},{torch.get_num_threads()}t]"
 
     def _load(self, path: Path) -> tuple[Any, list[str], list[str], list[tuple]]:
-        torch = self.torch
         if not path.is_file():
             raise BackendError(f"torch model not found: {path}")
         if path.suffix == ".onnx":
@@ -111,29 +110,9 @@ class TorchBackend(Backend):
                 except Exception as e:
                     raise BackendError(f"onnx2torch could not convert {path}: {first} (after constant folding: {e})") from e
             return module, [i.name for i in ins], [o.name for o in model.graph.output], shapes
-        if path.suffix in (".ts", ".torchscript") or _is_torchscript(path):
-            try:
-                module = torch.jit.load(str(path), map_location="cpu")
-            except Exception as e:
-                raise BackendError(f"torch.jit.load failed for {path}: {e}") from e
-            return module, [], [], []
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)  # never unpickles code
-        except Exception as e:
-            raise BackendError(f"{path} is neither TorchScript nor a weights-only torch checkpoint: {e}") from e
-        if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
-            raise BackendError(f"{path}: expected a checkpoint with 'model_state_dict' and 'config.architecture'")
-        cfg = ckpt.get("config") or {}
-        from edge_infer.models.architectures import ARCHITECTURES
-
-        arch = cfg.get("architecture")
-        if arch not in ARCHITECTURES:
-            raise BackendError(f"{path}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-        kwargs = {k: cfg[k] for k in ("input_size", "num_classes") if k in cfg}
-        module = ARCHITECTURES[arch](**kwargs)
-        module.load_state_dict(ckpt["model_state_dict"])
-        size = cfg.get("input_size", 64)
-        return module, ["input"], ["scores"], [("batch", 1, size, size)]
+        module, _ = build_module(load_checkpoint(path, trust=self._trust), self._architectures, self._architecture,
+                                 self._arch_kwargs)
+        return module, [], [], []
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         torch = self.torch

@@ -6,18 +6,16 @@ providers, when this onnxruntime build has them and they initialise), ``tensorrt
 :class:`~edge_infer.backends.tensorrt.runtime.TensorRTBackend`, built or reused via the engine cache).
 A runtime that is not available is recorded as ``skipped`` with the reason, never silently dropped.
 
-Inputs are real: a camera-sized frame (1280x720 by default) made from the zoo's astronaut photo goes
-through the pipeline's own preprocessing — the detector gets the letterboxed frame
-(:func:`edge_infer.models.retinaface.prepare_input`), emotion gets fer-style face crops
-(:func:`edge_infer.models.emotion.crop_faces`) and the face mesh rotated ROI crops
-(:func:`edge_infer.models.face_mesh.crop_batch`) of the face the detector finds. Batches repeat that input.
-Timing covers one ``Backend.run`` call (host->device copies included for GPU runtimes, as a node sees it).
-Every runtime's outputs are compared with ONNX Runtime CPU's on the same input (``max_abs_diff``).
+Inputs are real (:func:`edge_infer.offline.inputs.frame_input`): a camera-sized frame (1280x720 by default)
+made from the zoo's astronaut photo goes through the pipeline's own preprocessing — the detector gets the
+letterboxed frame, emotion gets fer-style face crops and the face mesh rotated ROI crops of the face the
+detector finds. Batches repeat that input. Timing covers one ``Backend.run`` call (host->device copies
+included for GPU runtimes, as a node sees it). Every runtime's outputs are compared with ONNX Runtime CPU's on
+the same input (``max_abs_diff``, :func:`edge_infer.offline.compare.max_abs_diff`).
 """
 
 from __future__ import annotations
 
-from edge_infer.errors import EdgeInferError
 import importlib.util
 import logging
 import os
@@ -29,7 +27,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edge_infer.backends import Backend, BackendError, create_backend
+from edge_infer.errors import EdgeInferError
 from edge_infer.fileio import atomic_save_figure, atomic_write_json, sha256_file
+from edge_infer.offline.compare import max_abs_diff
+from edge_infer.offline.inputs import DEFAULT_RESOLUTION, ModelInput, camera_frame, frame_face, frame_input
 from edge_infer.pipeline.latency import latency_stats
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,6 @@ SCHEMA = "edge_infer/benchmark"
 SCHEMA_VERSION = 1
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 DEFAULT_MODELS = ("face_detector", "emotion", "face_mesh")
-DEFAULT_RESOLUTION = (1280, 720)
 _ORT_EP = {"onnxruntime": "CPUExecutionProvider", "onnxruntime-cuda": "CUDAExecutionProvider",
            "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
 
@@ -47,12 +48,15 @@ class BenchError(EdgeInferError, RuntimeError):
     """The benchmark could not run at all (bad arguments, missing model); per-runtime failures are recorded."""
 
 
-class Skip(Exception):
-    """A runtime is unavailable here; the message is the reason recorded in benchmark.json."""
+class _Skip(Exception):
+    """Control flow inside this module, never raised to callers: a runtime is unavailable here; the message
+    is the reason recorded in benchmark.json."""
 
 
 @dataclass
-class BenchConfig:
+class ModelBenchConfig:
+    """Settings of ``edge-infer bench model`` (runtimes x batches); the bag benchmark has its own config."""
+
     backends: Sequence[str] = BACKENDS
     batches: Sequence[int] = (1, 8)
     warmup: int = 10
@@ -72,98 +76,14 @@ class BenchConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-def camera_frame(models_dir: Path, resolution: tuple[int, int] = DEFAULT_RESOLUTION) -> np.ndarray:
-    """An RGB uint8 frame of ``resolution`` (w, h): the astronaut photo scaled to the frame height, centred."""
-    import cv2
-
-    w, h = resolution
-    frame = np.full((h, w, 3), 96, np.uint8)
-    photo = cv2.imread(str(Path(models_dir) / "samples" / "astronaut.png"), cv2.IMREAD_COLOR)
-    if photo is None:
-        raise BenchError(f"sample photo {Path(models_dir) / 'samples' / 'astronaut.png'} missing: run edge-infer zoo fetch")
-    photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
-    side = min(w, h)
-    photo = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
-    x0, y0 = (w - side) // 2, (h - side) // 2
-    frame[y0:y0 + side, x0:x0 + side] = photo
-    return frame
-
-
-def _detect_face(models_dir: Path, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(box, keypoints) of the best face, from the zoo detector through ONNX Runtime (the pipeline's path)."""
-    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_infer.models import retinaface
-
-    det = OnnxRuntimeBackend(str(Path(models_dir) / "face_detector.onnx"))
-    tensor, lb = retinaface.prepare_input(frame)
-    out = det.run({det.input_names[0]: tensor})
-    dets = retinaface.decode_batch(out, [lb])[0]
-    if len(dets) == 0:
-        raise BenchError("the detector found no face in the benchmark frame; cannot make face crops")
-    return dets.boxes[0], dets.keypoints[0]
-
-
-@dataclass
-class ModelInput:
-    feeds: dict[str, np.ndarray]  # batch 1
-    description: str
-    preprocess: Callable[[], Any] | None = None  # one batch-1 preprocessing run, for timing
-
-    def batch(self, n: int) -> dict[str, np.ndarray]:
-        return {k: np.ascontiguousarray(np.repeat(v, n, axis=0)) if v.ndim else v for k, v in self.feeds.items()}
-
-
-def make_input(name: str, task: str, onnx_path: Path, models_dir: Path, config: BenchConfig,
-               face: tuple[np.ndarray, np.ndarray] | None = None) -> ModelInput:
-    """Batch-1 feeds for ``name`` made by the real preprocessing of a camera frame (generic for other tasks)."""
-    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-    ort_inputs = OnnxRuntimeBackend(str(onnx_path)).inputs
-    first = ort_inputs[0].name
-    w, h = config.resolution
-    if task in ("face_detection", "emotion", "face_mesh"):
-        frame = camera_frame(models_dir, config.resolution)
-        if task == "face_detection":
-            from edge_infer.models import retinaface
-
-            tensor, lb = retinaface.prepare_input(frame)
-            return ModelInput({first: tensor}, f"{w}x{h} RGB frame letterboxed to {lb.input_size[0]}x{lb.input_size[1]} "
-                              "(retinaface.prepare_input)", lambda: retinaface.prepare_input(frame))
-        box, kps = face if face is not None else _detect_face(models_dir, frame)
-        if task == "emotion":
-            from edge_infer.models import emotion
-
-            crops = emotion.crop_faces(frame, [box], "rgb")
-            return ModelInput({first: crops}, f"fer-style 64x64 gray crop of the detected face in a {w}x{h} frame "
-                              "(emotion.crop_faces)", lambda: emotion.crop_faces(frame, [box], "rgb"))
-        from edge_infer.models import face_mesh
-
-        roi = face_mesh.roi_from_detection(box, kps)
-        crops = face_mesh.crop_batch(frame, [roi])
-        return ModelInput({first: crops}, f"192x192 rotated ROI crop of the detected face in a {w}x{h} frame "
-                          "(face_mesh.crop_batch)", lambda: face_mesh.crop_batch(frame, [roi]))
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for t in ort_inputs:
-        shape = config.shapes.get(t.name) or tuple(
-            d if isinstance(d, int) and d > 0 else 1 for d in t.shape)
-        dtype = np.dtype(t.dtype)
-        feeds[t.name] = (rng.standard_normal(shape).astype(dtype) * 0.1 if dtype.kind == "f"
-                         else np.zeros(shape, dtype))
-    return ModelInput(feeds, "synthetic: " + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()))
-
-
 # ---------------------------------------------------------------------------------------------- runtimes
 def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any, inp: ModelInput,
-          config: BenchConfig) -> tuple[Any, str]:
-    """(Backend, note) or raise :class:`Skip` with the reason."""
-    from edge_infer.backends import BackendError, create_backend
-
+          config: ModelBenchConfig, reference: Backend) -> tuple[Backend, str]:
+    """(Backend, note) or raise :class:`_Skip` with the reason."""
     threads = config.threads or None
     if backend == "torch":
         if importlib.util.find_spec("torch") is None:
-            raise Skip("torch is not installed (pip install torch==2.13.0)")
+            raise _Skip("torch is not installed (pip install torch==2.13.0)")
         src = config.torch_models.get(model)
         note = "torch model given on the command line"
         if not src and spec is not None and spec.extra.get("checkpoint"):
@@ -172,32 +92,36 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
                 src, note = str(ckpt), f"{ckpt.name} (edge_infer's torch {spec.extra.get('checkpoint')} module)"
         if not src:
             if importlib.util.find_spec("onnx2torch") is None:
-                raise Skip(f"no torch source for {model}: the zoo ships it as ONNX only. Pass --torch-model "
+                raise _Skip(f"no torch source for {model}: the zoo ships it as ONNX only. Pass --torch-model "
                            f"{model}=FILE (TorchScript) or `pip install onnx2torch` to benchmark torch on the ONNX graph")
             src, note = str(onnx_path), "the ONNX graph converted to torch by onnx2torch"
+        from edge_infer.models.architectures import ARCHITECTURES
+
         try:
-            b = create_backend("torch", src, threads=config.threads, input_names=list(inp.feeds))
+            b = create_backend("torch", src, threads=config.threads, architectures=ARCHITECTURES,
+                               input_names=reference.input_names, output_names=reference.output_names,
+                               input_shapes=[t.shape for t in reference.inputs])
         except BackendError as e:
-            raise Skip(str(e)) from e
+            raise _Skip(str(e)) from e
         return b, note
     if backend in _ORT_EP:
-        import onnxruntime as ort
+        from edge_infer.backends.onnxruntime_backend import available_providers
 
         ep = _ORT_EP[backend]
-        if ep not in ort.get_available_providers():
-            raise Skip(f"{ep} is not in this onnxruntime build ({ort.__version__}: {ort.get_available_providers()}); "
-                       "install onnxruntime-gpu (Jetson: the JetPack wheel)")
+        if ep not in available_providers():
+            raise _Skip(f"{ep} is not in this onnxruntime build ({available_providers()}); "
+                        "install onnxruntime-gpu (Jetson: the JetPack wheel)")
         b = create_backend("onnxruntime", str(onnx_path), providers=[ep], intra_op_threads=threads or 0)
         active = b.session.get_providers()[0]
         if active != ep:
-            raise Skip(f"{ep} is listed but did not initialise (session runs on {active}): no GPU / CUDA libraries?")
+            raise _Skip(f"{ep} is listed but did not initialise (session runs on {active}): no GPU / CUDA libraries?")
         return b, f"providers {b.session.get_providers()}"
     if backend == "tensorrt":
         from edge_infer.backends.tensorrt.runtime import availability
 
         ok, reason = availability()
         if not ok:
-            raise Skip(reason)
+            raise _Skip(reason)
         engine = config.engines.get(model)
         if engine:
             return create_backend("tensorrt", engine), f"engine {engine}"
@@ -226,17 +150,8 @@ def time_runs(run: Callable[[], Any], warmup: int, runs: int, max_seconds: float
     return times
 
 
-def _max_abs_diff(out: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]) -> float | None:
-    a, b = list(out.values()), list(ref.values())
-    pairs = [(out[k], ref[k]) for k in ref if k in out] or list(zip(a, b))
-    diffs = [float(np.max(np.abs(np.asarray(x, np.float64).reshape(-1) - np.asarray(y, np.float64).reshape(-1))))
-             for x, y in pairs if np.size(x) == np.size(y) and np.size(x)]
-    return max(diffs) if diffs else None
-
-
-def bench_one_model(name: str, models_dir: Path, config: BenchConfig, zoo: Any = None,
+def bench_one_model(name: str, models_dir: Path, config: ModelBenchConfig, zoo: Any = None,
                     face: tuple[np.ndarray, np.ndarray] | None = None, echo: Callable[[str], None] = print) -> dict:
-    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
     from edge_infer.models.spec import SpecError, load_zoo
 
     zoo = zoo or load_zoo()
@@ -252,11 +167,11 @@ def bench_one_model(name: str, models_dir: Path, config: BenchConfig, zoo: Any =
         onnx_path, task, model = spec.path(models_dir), spec.task, name
         if not onnx_path.is_file():
             raise BenchError(f"{onnx_path} missing: run `edge-infer zoo fetch`")
-    inp = make_input(model, task, onnx_path, models_dir, config, face)
+    reference = create_backend("onnxruntime", str(onnx_path), intra_op_threads=config.threads)
+    inp = frame_input(task, reference.inputs, models_dir, config.resolution, face, config.shapes)
     pre = None
     if inp.preprocess is not None:
         pre = latency_stats(time_runs(inp.preprocess, 2, 30, 2.0, 5)).as_dict()
-    reference = OnnxRuntimeBackend(str(onnx_path), intra_op_threads=config.threads)
     entry: dict[str, Any] = {
         "model": model, "task": task, "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
         "input": {"description": inp.description, "shapes": {k: list(v.shape) for k, v in inp.feeds.items()},
@@ -267,8 +182,8 @@ def bench_one_model(name: str, models_dir: Path, config: BenchConfig, zoo: Any =
     torch_mean: dict[int, float] = {}
     for backend in config.backends:
         try:
-            runtime, note = _open(backend, model, onnx_path, models_dir, spec, inp, config)
-        except Skip as e:
+            runtime, note = _open(backend, model, onnx_path, models_dir, spec, inp, config, reference)
+        except _Skip as e:
             echo(f"  {model:<14} {backend:<22} skipped: {e}")
             entry["results"] += [{"backend": backend, "batch": b, "status": "skipped", "reason": str(e)}
                                  for b in config.batches]
@@ -297,7 +212,7 @@ def bench_one_model(name: str, models_dir: Path, config: BenchConfig, zoo: Any =
                 rec.update(status="ok", runs=st.count, latency_ms=st.as_dict(),
                            fps=round(1e3 / st.mean, 2), items_per_s=round(b * 1e3 / st.mean, 2),
                            speedup_vs_torch=round(torch_mean[b] / st.mean, 3) if b in torch_mean else None,
-                           max_abs_diff_vs_onnxruntime_cpu=_max_abs_diff(out, ref_out[b]))
+                           max_abs_diff_vs_onnxruntime_cpu=max_abs_diff(out, ref_out[b]))
                 echo(f"  {model:<14} {backend:<22} b={b:<3} mean {st.mean:8.3f} ms  p50 {st.p50:8.3f}  p99 {st.p99:8.3f}"
                      f"  {rec['items_per_s']:9.1f} items/s"
                      + (f"  x{rec['speedup_vs_torch']:.2f} vs torch" if rec["speedup_vs_torch"] else ""))
@@ -320,10 +235,10 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def run_benchmark(models_dir: Path, models: Sequence[str] = DEFAULT_MODELS, config: BenchConfig | None = None,
+def run_benchmark(models_dir: Path, models: Sequence[str] = DEFAULT_MODELS, config: ModelBenchConfig | None = None,
                   out_dir: Path | None = None, echo: Callable[[str], None] = print) -> dict:
     """Benchmark ``models``; with ``out_dir`` write benchmark.json and benchmark.png there (atomically)."""
-    config = config or BenchConfig()
+    config = config or ModelBenchConfig()
     bad = [b for b in config.backends if b not in BACKENDS]
     if bad:
         raise BenchError(f"unknown backends {bad}; choose from {BACKENDS}")
@@ -337,7 +252,7 @@ def run_benchmark(models_dir: Path, models: Sequence[str] = DEFAULT_MODELS, conf
     models_dir = Path(models_dir)
     face = None
     if any(m in zoo.models and zoo.models[m].task in ("emotion", "face_mesh") for m in models):
-        face = _detect_face(models_dir, camera_frame(models_dir, config.resolution))
+        face = frame_face(models_dir, camera_frame(models_dir, config.resolution))
     t0 = time.perf_counter()
     report = {
         "schema": SCHEMA, "version": SCHEMA_VERSION,

@@ -47,12 +47,12 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from edge_infer.bench.model import BenchConfig, run_benchmark, summary_table
+    from edge_infer.bench.model import ModelBenchConfig, run_benchmark, summary_table
     from edge_infer.backends.tensorrt.build import parse_shape
 
     w, h = parse_shape(args.resolution)
     mdir = models_dir(args)
-    config = BenchConfig(
+    config = ModelBenchConfig(
         backends=[b.strip() for b in args.backends.split(",") if b.strip()],
         batches=[int(b) for b in args.batch.split(",") if b.strip()],
         warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds, resolution=(w, h), threads=args.threads,

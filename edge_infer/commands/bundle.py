@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bundle(args: argparse.Namespace) -> int:
+    from edge_infer.backends import create_backend
     from edge_infer.models.spec import load_zoo
-    from edge_infer.bench.model import BenchConfig, make_input
     from edge_infer.offline.bundle import make_bundle
+    from edge_infer.offline.inputs import frame_input
 
     mdir = models_dir(args)
     zoo = load_zoo()
@@ -37,7 +38,8 @@ def _bundle(args: argparse.Namespace) -> int:
         engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else mdir / "engines"
         files += sorted(engine_dir.glob(f"{onnx_path.stem}.*.engine")) if engine_dir.is_dir() else []
         if not args.no_sample:
-            sample = make_input(spec.name, spec.task, onnx_path, mdir, BenchConfig()).feeds
+            with create_backend("onnxruntime", str(onnx_path)) as model:
+                sample = frame_input(spec.task, model.inputs, mdir).feeds
     else:
         files.insert(0, Path(args.model).expanduser())
     bench = args.benchmark or ("bench_out/benchmark.json" if Path("bench_out/benchmark.json").is_file() else None)

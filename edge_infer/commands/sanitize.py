@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target(p)
     p.add_argument("--name", help="zoo model name (for real verification inputs; default: from the file name)")
     p.add_argument("--images", help="image file/folder for verification inputs (default: the zoo samples)")
-    p.add_argument("--atol", type=float, default=1e-5, help="max |difference| allowed vs the input model")
+    p.add_argument("--atol", type=float, help="max |difference| allowed vs the input model (default: the exact "
+                                              "level's, 1e-5)")
     p.add_argument("--no-verify", action="store_true", help="skip running both models")
     add_models_dir(p)
     add_json(p)

@@ -1,4 +1,4 @@
-"""`edge-infer validate`: ONNX model vs its source (ONNX / torch checkpoint / Keras h5) on real inputs."""
+"""`edge-infer validate`: ONNX model vs its source (ONNX / torch checkpoint / Keras h5 / TFLite) on real inputs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edge_infer.offline.compare import LEVELS
+
     p = sub.add_parser("validate", help="compare an ONNX model with its source; JSON report with verdicts")
     p.add_argument("model", help="ONNX file under test")
-    p.add_argument("reference", help="source: .onnx, torch checkpoint (.pt/.pth) or Keras .h5/.hdf5")
-    p.add_argument("--level", choices=["exact", "fp16", "int8"], default="exact", help="threshold set")
+    p.add_argument("reference", help="source: .onnx, torch checkpoint (.pt/.pth), Keras .h5/.hdf5 or .tflite")
+    p.add_argument("--level", choices=list(LEVELS), default="exact",
+                   help="row of the tolerance table (edge_infer.offline.compare.LEVELS); fp32 = another runtime")
     p.add_argument("--atol", type=float, help="exact level: max |difference| (default 1e-5)")
     p.add_argument("--name", help="zoo model name (task and preprocessing; default: from the file name)")
     p.add_argument("--task", help="override the task (face_detection, emotion, face_mesh, vad, wake_word, ...)")

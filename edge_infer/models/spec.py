@@ -2,13 +2,16 @@
 
 Everything that needs to know about a model — the zoo fetcher, pipelines, the offline tools, the engine
 builder — reads the same :class:`ModelSpec`, so a model's I/O, preprocessing, origin and licence are
-written down once.
+written down once. The per-model modules (:mod:`edge_infer.models.retinaface`, ``emotion``, ``face_mesh``)
+take their tensor names, input sizes and normalisation constants from the installed zoo
+(:func:`zoo_model`), so the YAML is the one source of those values.
 """
 
 from __future__ import annotations
 
 from edge_infer.errors import EdgeInferError
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,6 @@ class TensorSpec:
     name: str
     shape: tuple[int | str, ...]  # str = named dynamic dimension ("batch", "height")
     dtype: str = "float32"
-    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,39 @@ class ModelSpec:
 
     def path(self, models_dir: Path) -> Path:
         return Path(models_dir) / self.file
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def io_names(self, kind: str, count: int) -> list[str]:
+        """The ``count`` declared ``inputs``/``outputs`` names, or SpecError naming the entry."""
+        names = self.input_names if kind == "inputs" else self.output_names
+        if len(names) != count:
+            raise SpecError(f"zoo model '{self.name}': expected {count} {kind}, the zoo declares {names}")
+        return names
+
+    def fixed_dim(self, kind: str, index: int, axis: int) -> int:
+        """A fixed (integer) dimension of a declared tensor, e.g. the emotion crop size."""
+        tensors = self.inputs if kind == "inputs" else self.outputs
+        try:
+            dim = tensors[index].shape[axis]
+        except IndexError:
+            dim = None
+        if not isinstance(dim, int):
+            raise SpecError(f"zoo model '{self.name}': {kind}[{index}] needs a fixed dimension {axis}, got "
+                            f"{tensors[index].shape if index < len(tensors) else 'no such tensor'}")
+        return dim
+
+    def preprocess_value(self, key: str) -> Any:
+        """``preprocess.<key>`` or SpecError: the code that needs it has no fallback value of its own."""
+        if key not in self.preprocess:
+            raise SpecError(f"zoo model '{self.name}': preprocess.{key} missing in the zoo file")
+        return self.preprocess[key]
 
 
 @dataclass(frozen=True)
@@ -103,7 +138,7 @@ def _tensors(entry: str, raw: Any) -> tuple[TensorSpec, ...]:
     out = []
     for t in raw or ():
         try:
-            out.append(TensorSpec(str(t["name"]), tuple(t["shape"]), str(t.get("dtype", "float32")), t.get("layout")))
+            out.append(TensorSpec(str(t["name"]), tuple(t["shape"]), str(t.get("dtype", "float32"))))
         except (KeyError, TypeError) as e:
             raise SpecError(f"{entry}: bad tensor entry {t!r}: {e}") from None
     return tuple(out)
@@ -150,3 +185,14 @@ def load_zoo(path: str | Path | None = None) -> Zoo:
         for name, s in (doc.get("samples") or {}).items()
     }
     return Zoo(models, samples, path)
+
+
+@lru_cache(maxsize=1)
+def installed_zoo() -> Zoo:
+    """The package's own ``config/models.yaml``, read once per process (the models' constants come from it)."""
+    return load_zoo()
+
+
+def zoo_model(name: str) -> ModelSpec:
+    """One model of the installed zoo."""
+    return installed_zoo().model(name)

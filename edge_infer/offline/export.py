@@ -12,16 +12,21 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from edge_infer.fileio import atomic_path, sha256_file
-from edge_infer.offline.checkpoints import build_module, load_checkpoint
+from edge_infer.backends.torch_checkpoint import build_module, load_checkpoint
 from edge_infer.errors import OfflineError
+from edge_infer.fileio import atomic_path, sha256_file
 from edge_infer.offline.onnx_info import load_onnx, opset as onnx_opset, signature
 from edge_infer.offline.targets import get_target
 
-#: I/O defaults for the registry architectures (used when the command line does not give them)
-ARCH_IO: dict[str, dict[str, Any]] = {
-    "mini_xception": {"input_names": ["input"], "input_shapes": [[1, 1, 64, 64]], "output_names": ["scores"]},
-}
+def arch_io(arch: str) -> dict[str, Any]:
+    """I/O defaults of a registry architecture (used when the command line does not give them): the names and
+    size of the zoo model it implements, from config/models.yaml."""
+    if arch == "mini_xception":
+        from edge_infer.models import emotion
+
+        return {"input_names": [emotion.INPUT_NAME], "input_shapes": [[1, 1, emotion.INPUT_SIZE, emotion.INPUT_SIZE]],
+                "output_names": [emotion.OUTPUT_NAME]}
+    return {}
 
 
 def parse_shape(text: str) -> list[int]:
@@ -52,12 +57,14 @@ def export_checkpoint(
     """Export and check; returns path, size, opset, I/O signature, sha256, architecture."""
     import torch
 
+    from edge_infer.models.architectures import ARCHITECTURES
+
     t0 = time.perf_counter()
     tgt = get_target(target)
     opset = int(opset or tgt.opset)
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
-    model, arch = build_module(ckpt, architecture, kwargs)
-    defaults = ARCH_IO.get(arch, {})
+    model, arch = build_module(ckpt, ARCHITECTURES, architecture, kwargs)
+    defaults = arch_io(arch)
     shapes = [list(s) for s in (input_shapes or defaults.get("input_shapes") or [])]
     if not shapes:
         raise OfflineError(f"architecture '{arch}' has no default input shape; pass --input-shape (e.g. 1x3x224x224)")

@@ -1,4 +1,9 @@
-"""Real model inputs for validation and INT8 calibration, made with each model's own preprocessing.
+"""The one real-input factory: model inputs made by each model's own preprocessing, for every tool.
+
+Two shapes of input, one source: :func:`model_inputs` makes a *set* (dozens of samples, for validation and
+INT8 calibration); :func:`frame_input` makes *one* batch-1 feed from a camera-sized frame with a timed
+preprocessing closure (benchmarks, bundles' sample input, the TensorRT selftest). Faces are found by the zoo's
+detector through :func:`edge_infer.models.retinaface.detect`, the pipeline's own call.
 
 Vision: photos (the zoo's samples, or a user folder) -> RetinaFace letterbox tensors; faces found by the
 zoo's detector -> fer-style emotion crops and MediaPipe rotated mesh crops, each with a few small geometric
@@ -17,11 +22,12 @@ import tempfile
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edge_infer.errors import OfflineError
+from edge_infer.backends.base import TensorInfo
+from edge_infer.errors import MissingFileError, OfflineError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VISION_TASKS = ("face_detection", "emotion", "face_mesh")
 SAMPLE_RATE = 16000
 SPEECH_TEXT = "hey jarvis"
+DEFAULT_RESOLUTION = (1280, 720)  # camera frame for frame_input (width, height)
+CAMERA_PHOTO = "astronaut.png"
 
 
 @dataclass
@@ -43,6 +51,19 @@ class Inputs:
     def count(self) -> int:
         """Number of samples (batch rows summed over feeds)."""
         return sum(int(next(iter(f.values())).shape[0]) if next(iter(f.values())).ndim else 1 for f in self.feeds)
+
+
+@dataclass
+class ModelInput:
+    """One batch-1 feed of a model, what it was made from, and its preprocessing as a callable (for timing)."""
+
+    feeds: dict[str, np.ndarray]  # batch 1
+    description: str
+    preprocess: Callable[[], Any] | None = None  # one batch-1 preprocessing run
+
+    def batch(self, n: int) -> dict[str, np.ndarray]:
+        """The same input repeated ``n`` times along the batch axis (scalars stay scalars)."""
+        return {k: np.ascontiguousarray(np.repeat(v, n, axis=0)) if v.ndim else v for k, v in self.feeds.items()}
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -74,34 +95,61 @@ def default_image_dir(models_dir: Path) -> Path:
     return Path(models_dir) / "samples"
 
 
-def _detector_faces(images: list[tuple[str, np.ndarray]], models_dir: Path | None):
+def camera_frame(models_dir: Path, resolution: tuple[int, int] = DEFAULT_RESOLUTION) -> np.ndarray:
+    """An RGB uint8 frame of ``resolution`` (w, h): the astronaut photo scaled to the frame height, centred."""
+    import cv2
+
+    w, h = resolution
+    path = default_image_dir(models_dir) / CAMERA_PHOTO
+    photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise MissingFileError(f"sample photo {path} missing: run `edge-infer zoo fetch`")
+    frame = np.full((h, w, 3), 96, np.uint8)
+    side = min(w, h)
+    photo = cv2.resize(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), (side, side), interpolation=cv2.INTER_AREA)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    frame[y0:y0 + side, x0:x0 + side] = photo
+    return frame
+
+
+def _centre_face(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A plausible face box and keypoints in the middle of an image (when the detector finds none)."""
+    h, w = img.shape[:2]
+    s = min(h, w) * 0.6
+    boxes = np.array([[w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2]], np.float32)
+    kps = np.array([[[w / 2 - s / 5, h / 2 - s / 8], [w / 2 + s / 5, h / 2 - s / 8], [w / 2, h / 2],
+                     [w / 2 - s / 6, h / 2 + s / 5], [w / 2 + s / 6, h / 2 + s / 5]]], np.float32)
+    return boxes, kps
+
+
+def detect_faces(images: list[tuple[str, np.ndarray]], models_dir: Path | None):
     """Per image: (boxes [K,4], keypoints [K,5,2]) from the zoo's RetinaFace; centre square if none found."""
     from edge_infer.models import retinaface as rf
 
-    det_path = Path(models_dir) / "face_detector.onnx" if models_dir else None
-    sess = None
-    if det_path is not None and det_path.is_file():
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(det_path), providers=["CPUExecutionProvider"])
+    try:
+        detector = rf.open_detector(models_dir) if models_dir is not None else None
+    except MissingFileError as e:
+        log.info("%s; faces will be centre crops", e)
+        detector = None
     faces = []
     for name, img in images:
-        boxes = np.zeros((0, 4), np.float32)
-        kps = np.zeros((0, 5, 2), np.float32)
-        if sess is not None:
-            tensor, lb = rf.prepare_input(img)
-            loc, conf, lm = sess.run(["loc", "conf", "landmarks"], {sess.get_inputs()[0].name: tensor})
-            det = rf.decode(loc[0], conf[0], lm[0], rf.anchors_for(lb.input_size), letterbox=lb)
-            boxes, kps = det.boxes, det.keypoints
-        if len(boxes) == 0:
-            h, w = img.shape[:2]
-            s = min(h, w) * 0.6
-            boxes = np.array([[w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2]], np.float32)
-            kps = np.array([[[w / 2 - s / 5, h / 2 - s / 8], [w / 2 + s / 5, h / 2 - s / 8], [w / 2, h / 2],
-                             [w / 2 - s / 6, h / 2 + s / 5], [w / 2 + s / 6, h / 2 + s / 5]]], np.float32)
+        det = rf.detect(detector, img) if detector is not None else rf.Detections()
+        if len(det):
+            faces.append((det.boxes, det.keypoints))
+        else:
             log.info("%s: no face detected; using a centre crop", name)
-        faces.append((boxes, kps))
+            faces.append(_centre_face(img))
     return faces
+
+
+def frame_face(models_dir: Path, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(box [4], keypoints [5,2]) of the best face in ``frame``, by the zoo detector; an error if there is none."""
+    from edge_infer.models import retinaface as rf
+
+    det = rf.detect(rf.open_detector(models_dir), frame)
+    if len(det) == 0:
+        raise OfflineError("the detector found no face in the frame; cannot make face crops")
+    return det.boxes[0], det.keypoints[0]
 
 
 def _jitters(box: np.ndarray) -> list[np.ndarray]:
@@ -128,7 +176,7 @@ def vision_inputs(task: str, input_name: str, images: list[tuple[str, np.ndarray
                 feeds.append({input_name: tensor})
         return Inputs(task, feeds, f"{len(images)} photos ({names}) and their mirror images, letterboxed "
                                    f"to {input_size or rf.DEFAULT_INPUT_SIZE}")
-    faces = _detector_faces(images, models_dir)
+    faces = detect_faces(images, models_dir)
     if task == "emotion":
         from edge_infer.models.emotion import crop_faces
 
@@ -165,6 +213,44 @@ def _mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def frame_input(task: str, inputs: Sequence[TensorInfo], models_dir: Path,
+                resolution: tuple[int, int] = DEFAULT_RESOLUTION, face: tuple[np.ndarray, np.ndarray] | None = None,
+                shapes: Mapping[str, Sequence[int]] | None = None) -> ModelInput:
+    """Batch-1 feeds for a model with ``inputs`` made by the real preprocessing of a camera frame.
+
+    Vision tasks: the letterboxed frame (detector), fer-style crops or the rotated mesh crop of the face the
+    detector finds (``face`` skips the detection). Other tasks: seeded synthetic feeds (``shapes`` overrides
+    dynamic dims), described as such.
+    """
+    first = inputs[0].name
+    w, h = resolution
+    if task in VISION_TASKS:
+        frame = camera_frame(models_dir, resolution)
+        if task == "face_detection":
+            from edge_infer.models import retinaface
+
+            tensor, lb = retinaface.prepare_input(frame)
+            return ModelInput({first: tensor}, f"{w}x{h} RGB frame letterboxed to {lb.input_size[0]}x{lb.input_size[1]} "
+                              "(retinaface.prepare_input)", lambda: retinaface.prepare_input(frame))
+        box, kps = face if face is not None else frame_face(models_dir, frame)
+        if task == "emotion":
+            from edge_infer.models import emotion
+
+            crops = emotion.crop_faces(frame, [box], "rgb")
+            return ModelInput({first: crops}, f"fer-style {emotion.INPUT_SIZE}x{emotion.INPUT_SIZE} gray crop of the "
+                              f"detected face in a {w}x{h} frame (emotion.crop_faces)",
+                              lambda: emotion.crop_faces(frame, [box], "rgb"))
+        from edge_infer.models import face_mesh
+
+        roi = face_mesh.roi_from_detection(box, kps)
+        crops = face_mesh.crop_batch(frame, [roi])
+        return ModelInput({first: crops}, f"{face_mesh.INPUT_SIZE}x{face_mesh.INPUT_SIZE} rotated ROI crop of the "
+                          f"detected face in a {w}x{h} frame (face_mesh.crop_batch)",
+                          lambda: face_mesh.crop_batch(frame, [roi]))
+    feeds = random_feed(inputs, np.random.default_rng(0), shapes, scale=0.1)
+    return ModelInput(feeds, "synthetic: " + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()))
+
+
 # ------------------------------------------------------------------------------------------------ audio
 def speech(text: str = SPEECH_TEXT, pad_s: float = 0.8) -> tuple[np.ndarray, str]:
     """16 kHz float32 speech in int16 scale (what openWakeWord feeds its front end) and its description."""
@@ -184,22 +270,18 @@ def speech(text: str = SPEECH_TEXT, pad_s: float = 0.8) -> tuple[np.ndarray, str
     return np.concatenate([pad, x, pad]) + noise, f"espeak-ng '{text}' at 16 kHz with {pad_s}s padding"
 
 
-def _ort(path: Path):
-    import onnxruntime as ort
+def _wakeword_features(models_dir: Path):
+    """openWakeWord's front end (mel spectrogram + embedding models of the zoo) as the wake-word model runs it."""
+    from edge_infer.models.spec import zoo_model
+    from edge_infer.models.wakeword import OwwFeatures
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _mel_frames(audio: np.ndarray, models_dir: Path) -> np.ndarray:
-    """openWakeWord's front end: [frames, 32] = melspectrogram(audio)/10 + 2."""
-    sess = _ort(Path(models_dir) / "oww_melspectrogram.onnx")
-    mel = sess.run(None, {sess.get_inputs()[0].name: audio[None, :]})[0]
-    return np.squeeze(mel).astype(np.float32) / 10.0 + 2.0
+    return OwwFeatures(str(zoo_model("oww_melspectrogram").path(Path(models_dir))),
+                       str(zoo_model("oww_embedding").path(Path(models_dir))))
 
 
-def audio_inputs(model_name: str, task: str, sig_inputs: list[dict], models_dir: Path) -> Inputs:
+def audio_inputs(model_name: str, task: str, inputs: Sequence[TensorInfo], models_dir: Path) -> Inputs:
     audio, desc = speech()
-    names = [t["name"] for t in sig_inputs]
+    names = [t.name for t in inputs]
     if task == "vad":
         ctx, chunk = 64, 512
         feeds = []
@@ -211,13 +293,13 @@ def audio_inputs(model_name: str, task: str, sig_inputs: list[dict], models_dir:
     if model_name == "oww_melspectrogram":
         feeds = [{names[0]: audio[None, :]}] + [{names[0]: audio[None, s:s + 4 * 1280]} for s in range(0, len(audio) - 5120, 5120)]
         return Inputs(task, feeds, f"{desc}: the whole clip and 320 ms windows")
-    mel = _mel_frames(audio, models_dir)
+    features = _wakeword_features(models_dir)
+    mel = features.melspectrogram(audio)
     windows = np.stack([mel[s:s + 76] for s in range(0, len(mel) - 76 + 1, 8)])[..., None]
-    if model_name == "oww_embedding" or (names and sig_inputs[0]["shape"][1:] == [76, 32, 1]):
+    if model_name == "oww_embedding" or (names and tuple(inputs[0].shape[1:]) == (76, 32, 1)):
         return Inputs(task, [{names[0]: windows}], f"{len(windows)} mel windows (76x32) of {desc}")
-    emb_sess = _ort(Path(models_dir) / "oww_embedding.onnx")
-    emb = np.squeeze(emb_sess.run(None, {emb_sess.get_inputs()[0].name: windows})[0]).reshape(len(windows), -1)
-    n = sig_inputs[0]["shape"][1] if isinstance(sig_inputs[0]["shape"][1], int) else 16
+    emb = features.embed(windows)
+    n = inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 16
     feeds = [{names[0]: emb[s:s + n][None].astype(np.float32)} for s in range(0, len(emb) - n + 1, 2)]
     if not feeds:
         raise OfflineError(f"speech clip too short for {n} embedding frames")
@@ -225,29 +307,34 @@ def audio_inputs(model_name: str, task: str, sig_inputs: list[dict], models_dir:
 
 
 # ------------------------------------------------------------------------------------------------ any model
-def random_inputs(sig_inputs: list[dict], count: int = 4, seed: int = 0) -> Inputs:
+def random_feed(inputs: Sequence[TensorInfo], rng: np.random.Generator,
+                shapes: Mapping[str, Sequence[int]] | None = None, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Seeded normal floats (times ``scale``) and zero integers; dynamic dims 1 unless ``shapes`` says."""
+    feed = {}
+    for t in inputs:
+        shape = tuple((shapes or {}).get(t.name) or (d if isinstance(d, int) and d > 0 else 1 for d in t.shape))
+        dtype = np.dtype(t.dtype if t.dtype != "other" else "float32")
+        feed[t.name] = (rng.standard_normal(shape) * scale).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+    return feed
+
+
+def random_inputs(inputs: Sequence[TensorInfo], count: int = 4, seed: int = 0) -> Inputs:
     rng = np.random.default_rng(seed)
-    feeds = []
-    for _ in range(count):
-        feed = {}
-        for t in sig_inputs:
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in t["shape"]]
-            feed[t["name"]] = rng.standard_normal(shape).astype(t["dtype"] if t["dtype"] != "other" else "float32")
-        feeds.append(feed)
+    feeds = [random_feed(inputs, rng) for _ in range(count)]
     return Inputs("generic", feeds, f"{count} seeded random inputs (no real-input recipe for this model)", real=False)
 
 
-def model_inputs(model_name: str | None, task: str | None, sig_inputs: list[dict], models_dir: Path | None,
+def model_inputs(model_name: str | None, task: str | None, inputs: Sequence[TensorInfo], models_dir: Path | None,
                  images: str | Path | None = None) -> Inputs:
-    """Real inputs for a model of ``task`` whose inputs are ``sig_inputs`` (from inspect.signature)."""
+    """Real inputs for a model of ``task`` whose inputs are ``inputs`` (a Backend's ``inputs``)."""
     if task in VISION_TASKS:
-        shape = sig_inputs[0]["shape"]
+        shape = inputs[0].shape
         size = (shape[3], shape[2]) if task == "face_detection" and all(isinstance(d, int) for d in shape[2:]) else None
         imgs = load_images(images or default_image_dir(models_dir or Path(".")))
-        return vision_inputs(task, sig_inputs[0]["name"], imgs, models_dir, size)
+        return vision_inputs(task, inputs[0].name, imgs, models_dir, size)
     if task in ("vad", "audio_features", "wake_word") and models_dir is not None:
-        return audio_inputs(model_name or "", task, sig_inputs, models_dir)
-    return random_inputs(sig_inputs)
+        return audio_inputs(model_name or "", task, inputs, models_dir)
+    return random_inputs(inputs)
 
 
 def identify(path: str | Path, name: str | None = None):
@@ -255,9 +342,9 @@ def identify(path: str | Path, name: str | None = None):
 
     Returns the ModelSpec or None (unknown models still validate, on random inputs).
     """
-    from edge_infer.models.spec import load_zoo
+    from edge_infer.models.spec import installed_zoo
 
-    zoo = load_zoo()
+    zoo = installed_zoo()
     if name:
         return zoo.model(name)
     stem = Path(path).name.split(".")[0]

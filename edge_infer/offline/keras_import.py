@@ -7,18 +7,14 @@ which needs no onnxscript and always writes a single self-contained .onnx file.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from edge_infer.fileio import atomic_path
 from edge_infer.models.architectures import INPUT_SIZE, NUM_CLASSES, load_mini_xception
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "scores"
+from edge_infer.models.emotion import INPUT_NAME, OUTPUT_NAME  # the zoo's emotion I/O names
 
 
 def keras_h5_to_onnx(

@@ -1,19 +1,19 @@
 """Describe a model file: I/O (dynamic dims by name), dtypes, opset, nodes, size, producer.
 
-Dispatch is by file suffix (:data:`INSPECTORS`): ``.onnx`` here; ``.engine``/``.plan`` (TensorRT) are routed
-to ``edge_infer.backends.tensorrt.engine_info.inspect_engine`` when that module exists (added with the engine
-builder), so the CLI verb and its JSON stay the same for both.
+Dispatch is by file suffix (:data:`INSPECTORS`): ``.onnx`` here; ``.engine``/``.plan``/``.trt`` (TensorRT) go
+to :func:`edge_infer.backends.tensorrt.engine_info.inspect_engine`, so the CLI verb and its JSON stay the same
+for both. (This module was ``offline/inspect.py``, which shadowed the standard library's ``inspect``.)
 """
 
 from __future__ import annotations
 
 import collections
-import importlib
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_infer.fileio import sha256_file
+from edge_infer.backends.base import TensorInfo
 from edge_infer.errors import OfflineError, require_file
+from edge_infer.fileio import sha256_file
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
                11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
@@ -59,6 +59,12 @@ def signature(model) -> dict[str, list[dict[str, Any]]]:
             "outputs": [tensor_info(v) for v in model.graph.output]}
 
 
+def input_infos(model) -> list[TensorInfo]:
+    """The graph inputs as the Backend interface describes tensors (what the real-input factory takes)."""
+    return [TensorInfo(t["name"], tuple(d if isinstance(d, int) else (d if d != "?" else None) for d in t["shape"]),
+                       t["dtype"]) for t in signature(model)["inputs"]]
+
+
 def opset(model) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -96,15 +102,12 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
 
 
 def _tensorrt_engine(path: str | Path) -> dict[str, Any]:
-    try:
-        mod = importlib.import_module("edge_infer.backends.tensorrt.engine_info")
-    except ImportError:
-        raise OfflineError(f"{path}: TensorRT engine inspection is not available in this installation "
-                           "(edge_infer.backends.tensorrt.engine_info missing)") from None
-    return mod.inspect_engine(path)
+    from edge_infer.backends.tensorrt.engine_info import inspect_engine  # TensorRT imported only for engines
+
+    return inspect_engine(path)
 
 
-#: file suffix -> inspector; the TensorRT engine builder plugs in through edge_infer.backends.tensorrt.engine_info
+#: file suffix -> inspector
 INSPECTORS: dict[str, Callable[[str | Path], dict[str, Any]]] = {
     ".onnx": inspect_onnx,
     ".engine": _tensorrt_engine,

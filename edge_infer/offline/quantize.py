@@ -17,7 +17,7 @@ from typing import Any
 
 from edge_infer.fileio import atomic_path, sha256_file
 from edge_infer.errors import OfflineError
-from edge_infer.offline.onnx_info import load_onnx, signature
+from edge_infer.offline.onnx_info import input_infos, load_onnx
 
 MODES = ("fp16", "int8", "int8-dynamic")
 
@@ -99,8 +99,8 @@ def to_int8_static(src: Path, tmp: Path, calibration, name: str | None, models_d
     from edge_infer.offline.inputs import identify, model_inputs
 
     spec = identify(src, name)
-    sig = signature(load_onnx(src))
-    inputs = model_inputs(spec.name if spec else None, spec.task if spec else None, sig["inputs"], models_dir, calibration)
+    inputs = model_inputs(spec.name if spec else None, spec.task if spec else None, input_infos(load_onnx(src)),
+                          models_dir, calibration)
     if not inputs.real:
         raise OfflineError(f"{src.name}: no real calibration data for this model (unknown task); INT8 static "
                            "needs the model's own preprocessing — pass --name of a zoo model or use int8-dynamic")

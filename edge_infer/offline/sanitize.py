@@ -3,8 +3,9 @@
 What "sanitize" buys on a Jetson: exporters leave Shape->Gather->Concat chains, Constant nodes and dead
 branches that TensorRT either folds slowly at build time or cannot parse (shape arithmetic in INT64). Folding
 them here makes the graph static where it can be, and the linter below names what TensorRT will still
-dislike for the chosen target. The sanitized model is run against the original on real inputs and must
-match within 1e-5, so a folding bug can never ship silently.
+dislike for the chosen target. The sanitized model is validated against the original on real inputs at the
+comparator's ``exact`` level (:mod:`edge_infer.offline.compare`: max |diff| 1e-5 and the same task results),
+so a folding bug can never ship silently.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from edge_infer.fileio import atomic_path, sha256_file
 from edge_infer.errors import OfflineError
+from edge_infer.offline.compare import EXACT_ATOL
 from edge_infer.offline.onnx_info import load_onnx, op_counts, opset, signature
 from edge_infer.offline.targets import get_target
 
@@ -99,12 +101,13 @@ def sanitize(
     output: str | Path,
     target: str | None = None,
     verify: bool = True,
-    atol: float = 1e-5,
+    atol: float | None = None,
     name: str | None = None,
     models_dir: str | Path | None = None,
     images: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Sanitize ``model_path`` into ``output``; verify against the original on real inputs (max |diff| <= atol)."""
+    """Sanitize ``model_path`` into ``output``; verify against the original on real inputs (exact level, ``atol``)."""
+    atol = EXACT_ATOL if atol is None else atol
     import onnx
 
     t0 = time.perf_counter()
@@ -132,10 +135,11 @@ def sanitize(
                          models_dir=models_dir, images=images)
             result["verification"] = {"max_abs": v["metrics"]["max_abs"], "mean_abs": v["metrics"]["mean_abs"],
                                       "atol": atol, "inputs": v["inputs"]["source"], "real_inputs": v["inputs"]["real"],
-                                      "pass": v["metrics"]["max_abs"] <= atol}
+                                      "pass": v["verdict"] == "pass"}
             if not result["verification"]["pass"]:
-                raise OfflineError(f"{model_path.name}: sanitized outputs differ from the original by "
-                                   f"{v['metrics']['max_abs']:.3g} > {atol:g}; not written")
+                failed = ", ".join(f"{c['metric']} {c['value']:.3g} (needs {c['op']} {c['threshold']:g})"
+                                   for c in v["checks"] if not c["pass"])
+                raise OfflineError(f"{model_path.name}: sanitized outputs differ from the original: {failed}; not written")
     result["size_bytes"] = output.stat().st_size
     result["sha256"] = sha256_file(output)
     result["seconds"] = round(time.perf_counter() - t0, 2)

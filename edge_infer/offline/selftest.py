@@ -3,8 +3,10 @@ ONNX Runtime?" in one command, with numbers.
 
 Steps (each printed PASS / FAIL / SKIP with its numbers): TensorRT importable; pycuda + GPU present; build a
 small engine from a zoo model (emotion by default: seconds to build, batch 1..8 profile); run it on a real
-preprocessed face crop at batch 1 and at the profile maximum; compare with ONNX Runtime CPU (max abs diff
-and top-1 agreement). Exit code 0 only when every step passed; a machine without TensorRT fails clearly.
+preprocessed face crop (:func:`edge_infer.offline.inputs.frame_input`) at batch 1 and at the profile maximum;
+compare with ONNX Runtime CPU through :mod:`edge_infer.offline.compare` at the level named by the precision
+(fp32 / fp16 / int8 rows of its one tolerance table). Exit code 0 only when every step passed; a machine
+without TensorRT fails clearly.
 """
 
 from __future__ import annotations
@@ -15,9 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1e-1}
 
 
 @dataclass
@@ -80,15 +79,16 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
     add("pycuda + GPU", "PASS", f"{dev.name} (compute {dev.compute_capability}, {dev.total_memory_mb} MB)",
         gpus=n, compute_capability=dev.compute_capability)
 
-    from edge_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_infer.backends.tensorrt.runtime import TensorRTBackend
-    from edge_infer.models.spec import load_zoo
-    from edge_infer.bench.model import BenchConfig, make_input
+    from edge_infer.backends import create_backend
     from edge_infer.backends.tensorrt.build import BuildOptions, build_engine, derive_profiles, onnx_inputs
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.offline.compare import compare
+    from edge_infer.offline.inputs import frame_input
 
     spec = load_zoo().model(model)
     onnx_path = spec.path(models_dir)
-    inp = make_input(model, spec.task, onnx_path, Path(models_dir), BenchConfig())
+    ort = create_backend("onnxruntime", str(onnx_path))
+    inp = frame_input(spec.task, ort.inputs, Path(models_dir))
     profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile, (1, 1, max_batch))
     options = BuildOptions(precision=precision, profiles=profiles, workspace_mb=512)
     tmp = None
@@ -107,34 +107,29 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
             add("run engine", "SKIP", "not run: build failed")
             add("compare with ONNX Runtime", "SKIP", "not run: build failed")
             return report
-        ort = OnnxRuntimeBackend(str(onnx_path))
-        diffs, agree, lat = [], [], {}
+        feeds, refs, tests, lat = [], [], [], {}
         try:
-            with TensorRTBackend(str(engine)) as be:
+            with create_backend("tensorrt", str(engine)) as be:
                 for b in sorted({1, max_batch}):
-                    feeds = inp.batch(b)
-                    out = be.run(feeds)
+                    feeds.append(inp.batch(b))
+                    tests.append(be.run(feeds[-1]))
                     t0 = time.perf_counter()
                     for _ in range(20):
-                        be.run(feeds)
+                        be.run(feeds[-1])
                     lat[b] = (time.perf_counter() - t0) / 20 * 1e3
-                    ref = ort.run(feeds)
-                    for k in ref:
-                        diffs.append(float(np.max(np.abs(out[k].astype(np.float64) - ref[k]))))
-                        if ref[k].ndim == 2:
-                            agree.append(float(np.mean(out[k].argmax(1) == ref[k].argmax(1))))
+                    refs.append(ort.run(feeds[-1]))
             add("run engine", "PASS", ", ".join(f"batch {b}: {ms:.3f} ms" for b, ms in lat.items()),
                 latency_ms={str(k): round(v, 3) for k, v in lat.items()})
         except Exception as e:
             add("run engine", "FAIL", str(e))
             add("compare with ONNX Runtime", "SKIP", "not run: the engine did not run")
             return report
-        tol = TOLERANCE[precision]
-        worst = max(diffs) if diffs else float("nan")
-        top1 = min(agree) if agree else 1.0
-        status = "PASS" if worst <= tol and top1 == 1.0 else "FAIL"
-        add("compare with ONNX Runtime", status, f"max abs diff {worst:.2e} (tolerance {tol:g}), top-1 agreement "
-            f"{top1 * 100:.0f}%", max_abs_diff=worst, tolerance=tol, top1_agreement=top1)
+        judged = compare(refs, tests, ort.output_names, spec.task, feeds, level=precision)
+        add("compare with ONNX Runtime", "PASS" if judged["verdict"] == "pass" else "FAIL",
+            f"max abs diff {judged['metrics']['max_abs']:.2e}; level {precision}: " + ", ".join(
+                f"{c['metric']} {c['value']:.3g} {c['op']} {c['threshold']:g}{'' if c['pass'] else ' FAILED'}"
+                for c in judged["checks"]),
+            max_abs_diff=judged["metrics"]["max_abs"], level=precision, checks=judged["checks"])
     finally:
         if tmp is not None:
             tmp.cleanup()

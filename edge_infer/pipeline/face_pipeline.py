@@ -127,12 +127,9 @@ class FacePipeline:
     def _detect(self, frame: Frame, timer: FrameTimer) -> retinaface.Detections:
         c = self.config
         with timer.stage("preprocess"):
-            tensor, lb = retinaface.prepare_input(frame.rgb(), c.detector_size)
-        with timer.stage("detector"):
-            out = self.detector.run({"input": tensor})
-        with timer.stage("postprocess"):
-            return retinaface.decode(out["loc"], out["conf"], out["landmarks"], retinaface.anchors_for(lb.input_size),
-                                     c.score_threshold, c.nms_threshold, c.max_faces, lb)
+            image = frame.rgb()
+        return retinaface.detect(self.detector, image, c.detector_size, c.score_threshold, c.nms_threshold,
+                                 c.max_faces, timer)
 
     def _run_mesh(self, frame: Frame, rois: list[face_mesh.Roi], timer: FrameTimer) -> tuple[np.ndarray, np.ndarray]:
         with timer.stage("preprocess"):

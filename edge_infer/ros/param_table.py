@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edge_infer.backends import BACKEND_NAMES
+from edge_infer.backends import ONNX_BACKEND_NAMES
 from edge_infer.backends.tensorrt.cache import POLICIES as ENGINE_BUILD_POLICIES
 from edge_infer.pipeline.audio_pipeline import AudioPipelineConfig, VadConfig
 from edge_infer.pipeline.audio_stream import StreamConfig
@@ -59,7 +59,7 @@ _face, _audio, _vad, _stream, _bounds = FaceConfig(), AudioPipelineConfig(), Vad
 
 _COMMON = (
     Param("models_dir", "", "Models directory; empty = $EDGE_INFER_MODELS or the user cache.", read_only=True),
-    Param("backend", "onnxruntime", "Inference runtime.", read_only=True, choices=BACKEND_NAMES),
+    Param("backend", "onnxruntime", "Inference runtime.", read_only=True, choices=ONNX_BACKEND_NAMES),
     Param("engine_build", "auto", "TensorRT engine policy (build when missing/stale, never, always).", read_only=True,
           choices=ENGINE_BUILD_POLICIES),
 )
