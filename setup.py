@@ -32,6 +32,7 @@ setup(
             "edge-infer = edge_infer.cli:main",
             "face_pipeline_node = edge_infer.ros.face_node:main",
             "audio_node = edge_infer.ros.audio_node:main",
+            "camera_player = edge_infer.ros.camera_player:main",
             "zoo_fetch = edge_infer.cli:zoo_fetch_main",
             "pipeline = edge_infer.cli:run_main",
             "export_model = edge_infer.cli:export_main",

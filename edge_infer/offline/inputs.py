@@ -16,10 +16,6 @@ get seeded random inputs, and the result says so.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import tempfile
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -253,21 +249,19 @@ def frame_input(task: str, inputs: Sequence[TensorInfo], models_dir: Path,
 
 # ------------------------------------------------------------------------------------------------ audio
 def speech(text: str = SPEECH_TEXT, pad_s: float = 0.8) -> tuple[np.ndarray, str]:
-    """16 kHz float32 speech in int16 scale (what openWakeWord feeds its front end) and its description."""
-    exe = shutil.which("espeak-ng") or shutil.which("espeak")
-    if exe is None:
-        raise OfflineError("real audio inputs need espeak-ng (apt install espeak-ng) to synthesise speech")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        subprocess.run([exe, "-w", str(wav), text], check=True, capture_output=True)
-        with wave.open(str(wav)) as w:
-            rate, data = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
-    x = data.astype(np.float32)
-    n = int(round(len(x) * SAMPLE_RATE / rate))
-    x = np.interp(np.arange(n) * rate / SAMPLE_RATE, np.arange(len(x)), x).astype(np.float32)
+    """16 kHz float32 speech in int16 scale (what openWakeWord feeds its front end) and its description.
+
+    The speech itself comes from the one synthesizer (:mod:`edge_infer.samples.speech`, espeak-ng voice).
+    """
+    from edge_infer.samples.speech import SpeechSynthesisError, speech_16k
+
+    try:
+        x = speech_16k(text, engine="espeak-ng") * 32768.0
+    except SpeechSynthesisError as e:
+        raise OfflineError(f"real audio inputs need synthesized speech: {e}") from None
     pad = np.zeros(int(pad_s * SAMPLE_RATE), np.float32)
     noise = np.random.default_rng(0).normal(0, 30, len(x) + 2 * len(pad)).astype(np.float32)  # room noise
-    return np.concatenate([pad, x, pad]) + noise, f"espeak-ng '{text}' at 16 kHz with {pad_s}s padding"
+    return (np.concatenate([pad, x, pad]) + noise).astype(np.float32), f"espeak-ng '{text}' at 16 kHz with {pad_s}s padding"
 
 
 def _wakeword_features(models_dir: Path):

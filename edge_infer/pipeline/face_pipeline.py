@@ -135,15 +135,15 @@ class FacePipeline:
         with timer.stage("preprocess"):
             crops = face_mesh.crop_batch(frame.rgb(), rois)
         with timer.stage("mesh"):
-            out = self.mesh.run({"image": crops})
+            out = self.mesh.run({face_mesh.INPUT_NAME: crops})
         with timer.stage("postprocess"):
-            return face_mesh.decode(out["landmarks"], out["face_flag"], rois)
+            return face_mesh.decode(out[face_mesh.LANDMARKS], out[face_mesh.FACE_FLAG], rois)
 
     def _run_emotion(self, frame: Frame, faces: list[Face], timer: FrameTimer) -> None:
         with timer.stage("preprocess"):
             crops = emotion_model.crop_faces(frame.gray(), np.stack([f.box for f in faces]))
         with timer.stage("emotion"):
-            scores = self.emotion.run({"input": crops})["scores"]
+            scores = self.emotion.run({emotion_model.INPUT_NAME: crops})[emotion_model.OUTPUT_NAME]
         with timer.stage("postprocess"):
             for face, (label, probs) in zip(faces, emotion_model.decode(scores)):
                 face.emotion, face.emotion_scores = label, probs
