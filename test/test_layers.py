@@ -1,0 +1,82 @@
+"""The layering promise, checked: imports go one way (top to bottom), and only ros/ and commands/ touch ROS.
+
+Every ``import`` in edge_infer/ counts, the lazy ones inside functions too: a lazy import is still a
+dependency. See docs/ARCHITECTURE.md for why each floor sits where it does.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "edge_infer"
+
+# floor of each top-level part; a module may import its own floor's lower neighbours and anything below
+FLOORS = {
+    "cli": 8, "commands": 8,
+    "ros": 7,
+    "bench": 6,
+    "offline": 5,
+    "bags": 4,
+    "pipeline": 3, "samples": 3,
+    "models": 2,
+    "backends": 1,
+    # bottom utilities, importable from everywhere: they import nothing above them
+    "errors": 0, "fileio": 0, "paths": 0, "launch_description": 0,
+}
+ROS_MODULES = ("rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "vision_msgs",
+               "hri_msgs", "builtin_interfaces", "launch", "launch_ros", "lifecycle_msgs", "audio_common_msgs")
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports() -> list[tuple[str, str, int]]:
+    """(importing module, imported module, line) for every import in the package."""
+    out = []
+    for f in sorted(PKG.rglob("*.py")):
+        mod = ".".join(("edge_infer", *f.relative_to(PKG).with_suffix("").parts)).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.level == 0, f"{mod}:{node.lineno}: relative import (the package uses absolute ones)"
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                out += [(mod, n, node.lineno) for n in names]
+            elif isinstance(node, ast.Import):
+                out += [(mod, a.name, node.lineno) for a in node.names]
+    return out
+
+
+def test_every_part_has_a_floor() -> None:
+    parts = {p.stem if p.is_file() else p.name for p in PKG.iterdir() if p.name != "__init__.py"
+             and not p.name.startswith("__") and (p.suffix == ".py" or p.is_dir())}
+    assert parts <= set(FLOORS), f"parts without a floor: {parts - set(FLOORS)}"
+
+
+def test_imports_go_one_way() -> None:
+    edges = _imports()
+    assert sum(d.startswith("edge_infer.") for _, d, _ in edges) > 200  # the walk really sees the package
+    wrong = []
+    for src, dst, line in edges:
+        if not dst.startswith("edge_infer.") or _part(dst) not in FLOORS:
+            continue
+        a, b = _part(src), _part(dst)
+        if a and a != b and FLOORS[b] > FLOORS[a]:
+            wrong.append(f"{src}:{line} imports {dst} ({a} floor {FLOORS[a]} < {b} floor {FLOORS[b]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_same_floor_parts_do_not_import_each_other() -> None:
+    wrong = [f"{s}:{n} imports {d}" for s, d, n in _imports() if d.startswith("edge_infer.") and _part(d) in FLOORS
+             and _part(s) != _part(d) and FLOORS[_part(s)] == FLOORS[_part(d)] and FLOORS[_part(s)] > 0]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("floor_max", [6])
+def test_only_ros_and_commands_import_ros(floor_max: int) -> None:
+    wrong = [f"{s}:{n} imports {d}" for s, d, n in _imports()
+             if d.split(".")[0] in ROS_MODULES and FLOORS.get(_part(s), 99) <= floor_max]
+    assert not wrong, "\n".join(wrong)
