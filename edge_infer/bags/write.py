@@ -58,19 +58,13 @@ def _header(ts, stamp_ns: int, frame_id: str):
 
 
 def image_cdr(ts, bgr: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> bytes:
-    import cv2
+    """A BGR frame as a serialized sensor_msgs/Image in any supported camera encoding (little endian)."""
+    from edge_infer.pipeline.frames import BadFrame, encode_raw, from_bgr
 
-    if encoding == "rgb8":
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    elif encoding == "bgr8":
-        img = bgr
-    elif encoding == "mono8":
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    else:
-        raise BagError(f"unsupported encoding for bag make: {encoding} (rgb8, bgr8, mono8)")
-    img = np.ascontiguousarray(img)
-    h, w = img.shape[:2]
-    step = img.strides[0]
+    try:
+        img, w, h, step = encode_raw(from_bgr(bgr, encoding), encoding)
+    except BadFrame as e:
+        raise BagError(f"cannot write a {encoding} image: {e}") from None
     msg = ts.types[IMAGE](header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
                           is_bigendian=0, step=step, data=img.reshape(-1).view(np.uint8))
     return bytes(ts.serialize_cdr(msg, IMAGE))

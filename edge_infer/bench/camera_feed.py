@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_infer.bags import COMPRESSED, IMAGE
 from edge_infer.errors import ConfigError
+from edge_infer.pipeline.frames import ENCODINGS
 
 SOURCES = ("scenes", "bag")
 
@@ -27,7 +28,7 @@ class CameraFeed:
     frames: int = 100                    # scenes: distinct frames (the player cycles through them)
     faces: int = 0                       # scenes: faces in every frame; 0 = the demo sequence (1, 2 and 4 faces)
     size: tuple[int, int] = (1280, 720)  # scenes: WxH
-    encoding: str = "rgb8"               # scenes: rgb8, bgr8, mono8
+    encoding: str = "rgb8"               # scenes: any camera encoding (pipeline.frames.ENCODINGS)
     compressed: bool = False             # scenes: CompressedImage (JPEG) instead of Image
     frame_id: str = "camera"
     bag: str | None = None               # bag: rosbag2 path
@@ -86,7 +87,7 @@ class CameraFeed:
         p.add_argument("--faces", type=int, default=d["faces"].default,
                        help="scenes: faces per frame (0 = demo sequence of 1, 2 and 4 faces)")
         p.add_argument("--size", default="1280x720", help="scenes: WxH")
-        p.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default=d["encoding"].default)
+        p.add_argument("--encoding", choices=ENCODINGS, default=d["encoding"].default)
         p.add_argument("--compressed", action="store_true", help="scenes: CompressedImage (JPEG)")
         p.add_argument("--frame-id", default=d["frame_id"].default)
         p.add_argument("--bag", default=None, help="bag: rosbag2 path")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge_infer.errors import ConfigError
+from edge_infer.pipeline.frames import ENCODINGS
 from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--size", type=_size, default=None, help="WxH (photos default 1280x720; video: native)")
     m.add_argument("--topic", default=None, help="topic (default /image, /image/compressed or /audio)")
     m.add_argument("--compressed", action="store_true", help="sensor_msgs/CompressedImage (JPEG) instead of Image")
-    m.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "mono8"))
+    m.add_argument("--encoding", default="rgb8", choices=ENCODINGS)
     m.add_argument("--frame-id", default="camera")
     m.add_argument("--audio-type", default="std_msgs/msg/Int16MultiArray",
                    choices=("std_msgs/msg/Int16MultiArray", "std_msgs/msg/Float32MultiArray", "std_msgs/msg/UInt8MultiArray"))

@@ -159,3 +159,30 @@ def encode_raw(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int, int, 
         raise BadFrame("bad_channels", f"{encoding} needs {channels} channels, array has {got}")
     h, w = img.shape[:2]
     return img, w, h, w * channels * img.itemsize
+
+
+_BAYER_CHANNEL = {"r": 2, "g": 1, "b": 0}  # index into BGR
+
+
+def from_bgr(bgr: np.ndarray, encoding: str) -> np.ndarray:
+    """A BGR image as the array a camera driver would send in ``encoding`` (the inverse of :class:`Frame`'s
+    views): what simulated cameras, bags and tests publish. Packed 4:2:2 needs an even width."""
+    if encoding in ("bgr8", "8UC3"):
+        return bgr
+    if encoding in ("rgb8", "rgba8", "bgra8", "mono8", "8UC1"):
+        code = {"rgb8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_BGR2RGBA, "bgra8": cv2.COLOR_BGR2BGRA,
+                "mono8": cv2.COLOR_BGR2GRAY, "8UC1": cv2.COLOR_BGR2GRAY}[encoding]
+        return cv2.cvtColor(bgr, code)
+    if encoding in ("yuv422", "uyvy"):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_UYVY)
+    if encoding in ("yuv422_yuy2", "yuyv"):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2)
+    if encoding.startswith("bayer_"):
+        pattern = encoding[len("bayer_"):-1]
+        out = np.empty(bgr.shape[:2], np.uint8)
+        for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            out[dy::2, dx::2] = bgr[dy::2, dx::2, _BAYER_CHANNEL[pattern[k]]]
+        return out
+    if encoding in _EIGHT_BIT:
+        return from_bgr(bgr, _EIGHT_BIT[encoding]).astype(np.uint16) * 257
+    raise BadFrame("unsupported_encoding", f"encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")

@@ -160,7 +160,7 @@ class AudioNode(Node):
                   "real_time_factor": rtf, "audio_seconds": diag["audio_seconds"],
                   "detection_latency_ms": self.last_detection_delay_ms,
                   "wake_words": diag["counters"]["wake_words"], "speech_segments": diag["counters"]["speech_segments"],
-                  "pipeline_errors": diag["counters"]["pipeline_errors"]}
+                  "pipeline_errors": diag["counters"]["pipeline_errors"], "input_qos": self.input.describe()}
         for k in ("chunks", "lost_chunks", "bad_chunks", "gaps", "gap_seconds", "nonfinite_samples", "clipped_samples",
                   "partial_frame_chunks", "dtype_mismatches", "rate_changes", "discontinuities"):
             values[k] = st[k]

@@ -164,7 +164,8 @@ class FacePipelineNode(Node):
     def _publish_diagnostics(self) -> None:
         self.diag_pub.publish(diagnostic_array(
             self, f"{self.get_name()}: face pipeline", self.get_fully_qualified_name(), self.stats, self.bounds,
-            {"backend": self.pipeline.backend_name, "models": "face_detector, emotion, face_mesh"}))
+            {"backend": self.pipeline.backend_name, "models": "face_detector, emotion, face_mesh",
+             "input_qos": ", ".join(i.describe() for i in self.inputs)}))
 
     def destroy_node(self) -> None:
         with self._cv:

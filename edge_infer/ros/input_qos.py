@@ -12,6 +12,8 @@ Losses that DDS detects (sequence-number gaps) arrive as ``message_lost`` events
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -24,6 +26,14 @@ except ImportError:  # pragma: no cover - Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
+OVERLAP_S = 0.5  # old and new subscription both live this long during a QoS switch
+
+
+def _has_matched_event() -> bool:
+    """rclpy Iron and newer report publisher (un)matching to a subscription; Humble does not."""
+    import inspect
+
+    return "matched" in inspect.signature(SubscriptionEventCallbacks.__init__).parameters
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,17 @@ class InputSubscription:
         self.sub = None
         self.choice: QosChoice | None = None
         self.lost_events_supported = True
+        self._graph_changed = False
+        self._recheck_until = 0.0
+        self._overlap_until = 0.0
+        self._recent: deque = deque(maxlen=16)
+        self._retired: list[tuple[Any, float]] = []  # (old subscription, destroy after) during a QoS switch
+        self._has_header = hasattr(msg_type, "get_fields_and_field_types") and \
+            "header" in msg_type.get_fields_and_field_types()
         self._subscribe(choose_qos(reliability, self._offered()))
-        self._timer = node.create_timer(recheck_period_s, self.recheck) if reliability == "auto" else None
+        # auto: re-check every period, and within 0.1 s after a publisher (un)matches (Iron+ event)
+        self._timers = ([node.create_timer(recheck_period_s, self.recheck),
+                         node.create_timer(0.1, self._recheck_if_matched)] if reliability == "auto" else [])
 
     @property
     def resolved_topic(self) -> str:
@@ -89,24 +108,61 @@ class InputSubscription:
                           durability=DurabilityPolicy.TRANSIENT_LOCAL if c.durability == "transient_local"
                           else DurabilityPolicy.VOLATILE)
 
+    def _deliver(self, msg: Any) -> None:
+        """While two subscriptions overlap (a QoS switch), a message with a header arrives twice: pass it once."""
+        if self._overlap_until and time.monotonic() < self._overlap_until and hasattr(msg, "header"):
+            stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+            if stamp in self._recent:
+                return
+            self._recent.append(stamp)
+        self.callback(msg)
+
     def _subscribe(self, choice: QosChoice) -> None:
-        if self.sub is not None:
-            self.node.destroy_subscription(self.sub)
+        """Subscribe with ``choice``. Switching: messages with a header make the new subscription before
+        breaking the old one (no frame falls in the gap; duplicates are dropped by stamp); headerless ones
+        (audio arrays) break first, since a duplicate chunk would corrupt the stream."""
+        old = self.sub
+        if old is not None and not self._has_header:
+            self.node.destroy_subscription(old)
+            old = None
         self.choice = choice
-        events = SubscriptionEventCallbacks(message_lost=self._lost)
+        events = SubscriptionEventCallbacks(message_lost=self._lost,
+                                            **({"matched": self._matched} if _has_matched_event() else {}))
         try:
-            self.sub = self.node.create_subscription(self.msg_type, self.topic, self.callback, self.qos(),
+            self.sub = self.node.create_subscription(self.msg_type, self.topic, self._deliver, self.qos(),
                                                      event_callbacks=events)
         except Exception as e:  # an RMW without the message-lost event: subscribe anyway, say losses are unseen
             self.lost_events_supported = False
             self.log(f"transport losses cannot be counted with this RMW ({type(e).__name__}: {e})")
-            self.sub = self.node.create_subscription(self.msg_type, self.topic, self.callback, self.qos())
+            self.sub = self.node.create_subscription(self.msg_type, self.topic, self._deliver, self.qos())
+        if old is not None:
+            self._overlap_until = time.monotonic() + OVERLAP_S
+            self._retired.append((old, self._overlap_until))
         self.log(f"subscribed {self.resolved_topic} {choice.reliability}/{choice.durability} depth {self.depth}: "
                  f"{choice.reason}")
+
+    def _matched(self, _info: Any) -> None:
+        self._graph_changed = True  # handled by a timer: never re-subscribe inside the subscription's own event
+
+    def _recheck_if_matched(self) -> None:
+        """0.1 s timer: finish QoS switches, and re-check for 2 s after a (un)match (the graph lags the match)."""
+        now = time.monotonic()
+        while self._retired and self._retired[0][1] <= now:
+            self.node.destroy_subscription(self._retired.pop(0)[0])
+        if self._graph_changed:
+            self._graph_changed = False
+            self._recheck_until = now + 2.0
+        if now < self._recheck_until:
+            self.recheck()
 
     def _lost(self, info: Any) -> None:
         if info.total_count_change > 0:
             self.on_lost(int(info.total_count_change))
+
+    def describe(self) -> str:
+        """'<topic> reliable/volatile (auto)' for diagnostics."""
+        c = self.choice
+        return f"{self.resolved_topic} {c.reliability}/{c.durability} ({self.requested})"
 
     def recheck(self) -> None:
         """Re-subscribe when the publishers' QoS asks for another reliability/durability than the current one."""
@@ -117,9 +173,12 @@ class InputSubscription:
             self._subscribe(choice)
 
     def destroy(self) -> None:
-        if self._timer is not None:
-            self.node.destroy_timer(self._timer)
-            self._timer = None
+        for timer in self._timers:
+            self.node.destroy_timer(timer)
+        self._timers = []
+        for sub, _ in self._retired:
+            self.node.destroy_subscription(sub)
+        self._retired = []
         if self.sub is not None:
             self.node.destroy_subscription(self.sub)
             self.sub = None
