@@ -38,13 +38,13 @@ def gpu():
 @pytest.fixture(scope="module")
 def emotion_engine(gpu, models_dir, tmp_path_factory):
     from edge_infer.models.spec import load_zoo
-    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs
+    from edge_infer.backends.tensorrt.build import BuildOptions
     from edge_infer.backends.tensorrt.cache import get_engine
 
     spec = load_zoo().model("emotion")
     onnx_path = spec.path(models_dir)
-    opts = BuildOptions(precision="fp32", profiles=derive_profiles(onnx_inputs(onnx_path), spec.profile, (1, 1, 8)),
-                        timing_cache=str(tmp_path_factory.mktemp("tc") / "timing.cache"))
+    opts = BuildOptions.for_onnx(onnx_path, spec_profile=spec.profile, batch=(1, 1, 8), precision="fp32",
+                                 timing_cache=str(tmp_path_factory.mktemp("tc") / "timing.cache"))
     res = get_engine(onnx_path, opts, tmp_path_factory.mktemp("engines"), "auto")
     return onnx_path, opts, res
 
@@ -56,11 +56,11 @@ def _crops(models_dir, n):
 
 
 def test_build_and_sidecar(emotion_engine):
-    from edge_infer.backends.tensorrt.cache import read_sidecar, runtime_identity
+    from edge_infer.backends.tensorrt.sidecar import machine_identity, read_sidecar
 
     _, opts, res = emotion_engine
     meta = read_sidecar(res.engine_path)
-    assert res.action == "built" and meta["identity"] == runtime_identity() and meta["precision"] == "fp32"
+    assert res.action == "built" and meta["identity"] == machine_identity() and meta["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
@@ -82,7 +82,8 @@ def test_engine_matches_onnxruntime_with_dynamic_batch(emotion_engine, models_di
 def test_cache_reuse_and_stale_detection(emotion_engine, tmp_path):
     from edge_infer.backends import BackendError
     from edge_infer.backends.tensorrt.runtime import TensorRTBackend
-    from edge_infer.backends.tensorrt.cache import get_engine, sidecar_path
+    from edge_infer.backends.tensorrt.cache import get_engine
+    from edge_infer.backends.tensorrt.sidecar import sidecar_path
 
     onnx_path, opts, res = emotion_engine
     again = get_engine(onnx_path, opts, res.engine_path.parent, "auto")

@@ -23,13 +23,15 @@ from onnx import TensorProto, helper
 from edge_infer.backends import BackendError, create_backend
 from edge_infer.backends.tensorrt import build as eb
 from edge_infer.backends.tensorrt import cache as ec
+from edge_infer.backends.tensorrt import sidecar as sc
+from edge_infer.backends.tensorrt.trt import version_from_trtexec_banner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_tensorrt import make_fake_tensorrt  # noqa: E402
 
 HAVE_TRT = __import__("importlib").util.find_spec("tensorrt") is not None
 needs_no_trt = pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here: the missing-tensorrt errors cannot occur")
-IDENTITY = ec.identity_dict("10.3.0", "Orin", "8.7")
+IDENTITY = sc.engine_identity("10.3.0", "Orin", "8.7")
 
 
 def _qdq_model(path: Path) -> Path:
@@ -127,6 +129,45 @@ def test_strongly_typed_decision():
         eb.use_strongly_typed(eb.BuildOptions(strongly_typed="on"), 8, qdq=False)
 
 
+def test_one_version_parser_and_shared_logger():
+    from edge_infer.backends.tensorrt import trt as trtmod
+
+    assert [trtmod.parse_major(v) for v in ("8.6.1", "10.16.1.11", "11.4.0.106", None, "unknown", "")] == [8, 10, 11, 0, 0, 0]
+    fake = make_fake_tensorrt("10.3.0")
+    assert trtmod.trt_major(fake) == 10 and trtmod.logger(fake) is trtmod.logger(fake)  # one Logger per process
+
+
+def test_build_options_for_onnx_is_the_one_assembly(models_dir, tmp_path):
+    emo = models_dir / "emotion.onnx"
+    spec = {"min": [1, 1, 64, 64], "opt": [1, 1, 64, 64], "max": [8, 1, 64, 64]}
+    o = eb.BuildOptions.for_onnx(emo, spec_profile=spec, batch="1:2:4", precision="fp32", workspace_mb="256",
+                                 dla_core=None)
+    assert o.precision == "fp32" and o.workspace_mb == 256 and o.dla_core is None
+    assert o.profiles == {"input": ((1, 1, 64, 64), (2, 1, 64, 64), (4, 1, 64, 64))}
+    given = {"input": ((1, 1, 64, 64),) * 3}
+    assert eb.BuildOptions.for_onnx(emo, profiles=given).profiles == given
+    with pytest.raises(eb.BuildError, match="unknown build options \\['colour'\\]"):
+        eb.BuildOptions.for_onnx(emo, colour="red")
+    with pytest.raises(eb.BuildError, match="no QuantizeLinear/DequantizeLinear"):
+        eb.require_qdq(emo, "int8")
+    assert eb.require_qdq(emo, "fp16") is False and eb.require_qdq(_qdq_model(tmp_path / "q.onnx"), "int8") is True
+
+
+def test_runtime_layer_imports_no_tool_layer():
+    """backends/ (the runtime) never imports offline/, bench/, commands/, ros/ or the CLI."""
+    import ast
+
+    root = Path(eb.__file__).parents[2]
+    bad = []
+    for py in (root / "backends").rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{py.relative_to(root)}: {n}" for n in names
+                    if n.split(".")[:2] in (["edge_infer", x] for x in ("offline", "bench", "commands", "ros", "cli"))]
+    assert not bad, bad
+
+
 def test_build_options_validation_and_key():
     with pytest.raises(eb.BuildError, match="unknown precision"):
         eb.BuildOptions(precision="bf8")
@@ -144,8 +185,8 @@ def test_cache_key_stable_and_sensitive():
     opts = eb.BuildOptions().key_dict()
     k = ec.cache_key(IDENTITY, "a" * 64, opts)
     assert k == ec.cache_key(dict(reversed(list(IDENTITY.items()))), "a" * 64, dict(opts))
-    assert k != ec.cache_key(ec.identity_dict("8.6.2", "Orin", "8.7"), "a" * 64, opts)
-    assert k != ec.cache_key(ec.identity_dict("10.3.0", "Xavier", "7.2"), "a" * 64, opts)
+    assert k != ec.cache_key(sc.engine_identity("8.6.2", "Orin", "8.7"), "a" * 64, opts)
+    assert k != ec.cache_key(sc.engine_identity("10.3.0", "Xavier", "7.2"), "a" * 64, opts)
     assert k != ec.cache_key(IDENTITY, "b" * 64, opts)
     assert k != ec.cache_key(IDENTITY, "a" * 64, eb.BuildOptions(precision="fp32").key_dict())
     assert k != ec.cache_key(IDENTITY, "a" * 64, eb.BuildOptions(dla_core=0).key_dict())
@@ -156,7 +197,7 @@ def _fake_built_engine(tmp_path: Path, onnx_path: Path, options: eb.BuildOptions
     engine = tmp_path / "engines" / f"{onnx_path.stem}.{options.precision}.engine"
     engine.parent.mkdir(parents=True, exist_ok=True)
     engine.write_bytes(payload)
-    ec.write_sidecar(engine, eb.build_metadata(onnx_path, engine, options, identity, 1.0))
+    sc.write_sidecar(engine, eb.build_metadata(onnx_path, engine, options, identity, 1.0))
     return engine
 
 
@@ -164,32 +205,32 @@ def test_sidecar_roundtrip_and_verdicts(tmp_path, models_dir):
     onnx_path = models_dir / "emotion.onnx"
     opts = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64),) * 3})
     engine = _fake_built_engine(tmp_path, onnx_path, opts)
-    meta = ec.read_sidecar(engine)
-    assert meta["schema"] == ec.SIDECAR_SCHEMA and meta["identity"] == IDENTITY
+    meta = sc.read_sidecar(engine)
+    assert meta["schema"] == sc.SIDECAR_SCHEMA and meta["identity"] == IDENTITY
     assert meta["precision"] == "fp16" and meta["profiles"]["input"]["max"] == [1, 1, 64, 64]
     for key in ("onnx_sha256", "engine_sha256", "build_seconds", "built_at", "options", "engine_bytes"):
         assert key in meta
     sha = meta["onnx_sha256"]
-    assert ec.check_engine(engine, IDENTITY, sha, opts.key_dict()).ok
-    v = ec.check_engine(engine, ec.identity_dict("8.6.2", "Orin", "8.7"), sha, opts.key_dict())
+    assert sc.check_engine(engine, IDENTITY, sha, opts.key_dict()).ok
+    v = sc.check_engine(engine, sc.engine_identity("8.6.2", "Orin", "8.7"), sha, opts.key_dict())
     assert not v.ok and "built with TensorRT 10.3.0, this machine has TensorRT 8.6.2" in v.reasons[0]
-    v = ec.check_engine(engine, ec.identity_dict("10.3.0", "NVIDIA H100", "9.0"))
+    v = sc.check_engine(engine, sc.engine_identity("10.3.0", "NVIDIA H100", "9.0"))
     assert "built for GPU Orin (compute 8.7), this machine has NVIDIA H100 (compute 9.0)" in v.message(engine)
-    v = ec.check_engine(engine, IDENTITY, "f" * 64)
+    v = sc.check_engine(engine, IDENTITY, "f" * 64)
     assert "ONNX model changed" in v.reasons[0]
-    v = ec.check_engine(engine, IDENTITY, sha, eb.BuildOptions(precision="fp32", profiles=opts.profiles).key_dict())
+    v = sc.check_engine(engine, IDENTITY, sha, eb.BuildOptions(precision="fp32", profiles=opts.profiles).key_dict())
     assert "precision: 'fp16' -> 'fp32'" in v.reasons[0]
     engine.write_bytes(b"ENG")  # truncated
-    assert "truncated or replaced" in ec.check_engine(engine, IDENTITY).reasons[0]
+    assert "truncated or replaced" in sc.check_engine(engine, IDENTITY).reasons[0]
     engine.write_bytes(b"ENGINX")  # same size, other bytes
-    assert "does not match the sha256" in ec.check_engine(engine, IDENTITY).reasons[0]
-    ec.sidecar_path(engine).write_text("{not json")
-    assert "unreadable" in ec.check_engine(engine, IDENTITY).reasons[0]
-    ec.sidecar_path(engine).write_text(json.dumps({"schema": "other"}))
-    assert "not an edge_infer engine sidecar" in ec.check_engine(engine, IDENTITY).reasons[0]
-    ec.sidecar_path(engine).unlink()
-    assert "no metadata sidecar" in ec.check_engine(engine, IDENTITY).reasons[0]
-    assert "does not exist" in ec.check_engine(tmp_path / "none.engine").reasons[0]
+    assert "does not match the sha256" in sc.check_engine(engine, IDENTITY).reasons[0]
+    sc.sidecar_path(engine).write_text("{not json")
+    assert "unreadable" in sc.check_engine(engine, IDENTITY).reasons[0]
+    sc.sidecar_path(engine).write_text(json.dumps({"schema": "other"}))
+    assert "not an edge_infer engine sidecar" in sc.check_engine(engine, IDENTITY).reasons[0]
+    sc.sidecar_path(engine).unlink()
+    assert "no metadata sidecar" in sc.check_engine(engine, IDENTITY).reasons[0]
+    assert "does not exist" in sc.check_engine(tmp_path / "none.engine").reasons[0]
 
 
 def test_get_engine_policies(tmp_path, models_dir):
@@ -204,11 +245,11 @@ def test_get_engine_policies(tmp_path, models_dir):
         Path(engine_path).parent.mkdir(parents=True, exist_ok=True)
         Path(engine_path).write_bytes(b"E%d" % len(builds))
         meta = eb.build_metadata(Path(onnx_path), Path(engine_path), options, IDENTITY, 0.1)
-        ec.write_sidecar(engine_path, meta)
+        sc.write_sidecar(engine_path, meta)
         return meta
 
     cache = tmp_path / "engines"
-    with pytest.raises(ec.StaleEngineError, match="engine_build is 'never'"):
+    with pytest.raises(sc.StaleEngineError, match="engine_build is 'never'"):
         ec.get_engine(src, opts, cache, "never", IDENTITY, builder)
     r = ec.get_engine(src, opts, cache, "auto", IDENTITY, builder, via="python")
     assert (r.action, len(builds), builds[0]) == ("built", 1, {"via": "python"})
@@ -217,8 +258,8 @@ def test_get_engine_policies(tmp_path, models_dir):
     assert (r.action, len(builds)) == ("cached", 1)  # never rebuilt on every start
     assert ec.get_engine(src, opts, cache, "never", IDENTITY, builder).action == "cached"
     # a TensorRT upgrade on the robot: detected from the sidecar, rebuilt under auto, refused under never
-    upgraded = ec.identity_dict("10.7.0", "Orin", "8.7")
-    with pytest.raises(ec.StaleEngineError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.7.0"):
+    upgraded = sc.engine_identity("10.7.0", "Orin", "8.7")
+    with pytest.raises(sc.StaleEngineError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.7.0"):
         ec.get_engine(src, opts, cache, "never", upgraded, builder)
     # the ONNX changed: rebuilt with the reason
     src.write_bytes(src.read_bytes() + b"\0")
@@ -284,7 +325,7 @@ def test_find_trtexec_error_and_via_trtexec_with_stub(tmp_path, monkeypatch, mod
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir))
     monkeypatch.setenv("ARGS_OUT", str(tmp_path / "args.txt"))
-    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    monkeypatch.setattr(sc, "machine_identity", lambda d, v: sc.engine_identity(v, "Orin", "8.7"))
     engine = tmp_path / "out" / "emotion.fp16.engine"
     opts = eb.BuildOptions(profiles={"input": ((1, 1, 64, 64), (1, 1, 64, 64), (8, 1, 64, 64))})
     meta = eb.build_engine(models_dir / "emotion.onnx", engine, opts, via="trtexec", echo=lambda s: None)
@@ -293,9 +334,11 @@ def test_find_trtexec_error_and_via_trtexec_with_stub(tmp_path, monkeypatch, mod
     assert meta["via"] == "trtexec"
     args = (tmp_path / "args.txt").read_text()
     assert "--maxShapes=input:8x1x64x64" in args and "--fp16" in args
-    assert ec.check_engine(engine, meta["identity"], meta["onnx_sha256"], opts.key_dict()).ok
+    assert sc.check_engine(engine, meta["identity"], meta["onnx_sha256"], opts.key_dict()).ok
     assert not list(engine.parent.glob(".*.tmp"))  # the atomic temp file is gone
-    assert eb._version_from_int("8601") == "8.6.1" and eb._version_from_int("100300") == "10.3.0"
+    assert version_from_trtexec_banner("[TensorRT v8601]") == "8.6.1"
+    assert version_from_trtexec_banner("[TensorRT v100300]") == "10.3.0"
+    assert version_from_trtexec_banner("no banner") is None
 
 
 # ---------------------------------------------------------------------------------------------- fake TensorRT builds
@@ -303,7 +346,7 @@ def test_find_trtexec_error_and_via_trtexec_with_stub(tmp_path, monkeypatch, mod
 def test_build_config_with_fake_tensorrt(version, tmp_path, monkeypatch, models_dir):
     fake = make_fake_tensorrt(version, dla_cores=2)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    monkeypatch.setattr(sc, "machine_identity", lambda d, v: sc.engine_identity(v, "Orin", "8.7"))
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"OLD")
     opts = eb.BuildOptions(precision="fp16", workspace_mb=256, timing_cache=str(cache), dla_core=1,
@@ -321,7 +364,7 @@ def test_build_config_with_fake_tensorrt(version, tmp_path, monkeypatch, models_
     assert cache.read_bytes() == b"OLD+tuned"  # timing cache written back
     assert (tmp_path / "e.engine").read_bytes() == b"FAKE-ENGINE-" + version.encode()
     assert meta["identity"]["tensorrt"] == version and meta["strongly_typed"] is False
-    assert ec.read_sidecar(tmp_path / "e.engine")["engine_sha256"] == meta["engine_sha256"]
+    assert sc.read_sidecar(tmp_path / "e.engine")["engine_sha256"] == meta["engine_sha256"]
     progress = [l for l in lines if "Building engine" in l]
     assert bool(progress) == version.startswith("10")  # IProgressMonitor exists from TensorRT 10
 
@@ -330,7 +373,7 @@ def test_build_config_with_fake_tensorrt(version, tmp_path, monkeypatch, models_
 def test_int8_qdq_build_with_fake_tensorrt(version, strongly, tmp_path, monkeypatch, models_dir):
     fake = make_fake_tensorrt(version)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(eb, "_gpu_identity", lambda v, d: ec.identity_dict(v, "Orin", "8.7"))
+    monkeypatch.setattr(sc, "machine_identity", lambda d, v: sc.engine_identity(v, "Orin", "8.7"))
     q = _qdq_model(tmp_path / "q.onnx")
     opts = eb.BuildOptions(precision="int8", profiles=eb.derive_profiles(eb.onnx_inputs(q), None, (1, 1, 8)))
     meta = eb.build_engine(q, tmp_path / "q.engine", opts, echo=lambda s: None)
@@ -356,7 +399,8 @@ def test_fake_tensorrt_dla_core_out_of_range(tmp_path, monkeypatch, models_dir):
 # ---------------------------------------------------------------------------------------------- missing deps
 @needs_no_trt
 def test_clear_errors_without_tensorrt(tmp_path, models_dir):
-    from edge_infer.backends.tensorrt.runtime import TensorRTBackend, TensorRTUnavailable, import_tensorrt
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+    from edge_infer.backends.tensorrt.trt import TensorRTUnavailable, import_tensorrt
 
     with pytest.raises(TensorRTUnavailable, match="python3-libnvinfer"):
         import_tensorrt()
@@ -374,7 +418,8 @@ def test_clear_errors_without_tensorrt(tmp_path, models_dir):
 
 def test_clear_errors_without_pycuda_or_gpu(tmp_path, monkeypatch):
     from edge_infer.backends.tensorrt import cuda as cuda_mem
-    from edge_infer.backends.tensorrt.runtime import TensorRTBackend, availability
+    from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+    from edge_infer.backends.tensorrt.trt import availability
 
     if __import__("importlib").util.find_spec("pycuda") is None:
         with pytest.raises(cuda_mem.CudaUnavailable, match="pip install pycuda"):

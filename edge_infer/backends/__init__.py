@@ -16,15 +16,12 @@ log = logging.getLogger(__name__)
 
 _ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads")
 _TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar")
-# how `auto` / `tensorrt` turn an .onnx into an engine through the engine cache
-_CACHE_OPTIONS = ("engine_build", "engine_dir", "precision", "workspace_mb", "profiles", "batch", "spec_profile",
-                  "dla_core", "timing_cache")
 _auto_logged: set[tuple[str, str]] = set()
 
 
 def resolve_auto() -> tuple[str, str]:
     """(backend, reason) that ``auto`` picks here: TensorRT if importable with pycuda and a GPU, else ONNX Runtime."""
-    from edge_infer.backends.tensorrt.runtime import availability
+    from edge_infer.backends.tensorrt.trt import availability
 
     ok, reason = availability()
     return ("tensorrt", reason) if ok else ("onnxruntime", reason)
@@ -32,25 +29,6 @@ def resolve_auto() -> tuple[str, str]:
 
 def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in names and v is not None}
-
-
-def _engine_for(model_path: str, options: dict[str, Any]) -> str:
-    """An engine path for ``model_path``: itself when it is an engine, else built/reused via the engine cache."""
-    if Path(model_path).suffix != ".onnx":
-        return model_path
-    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_range
-    from edge_infer.backends.tensorrt.cache import get_engine
-
-    c = _pick(options, _CACHE_OPTIONS)
-    batch = c.get("batch")
-    if isinstance(batch, str):
-        batch = parse_range(batch)
-    profiles = c.get("profiles") or derive_profiles(onnx_inputs(model_path), c.get("spec_profile"), batch)
-    opts = BuildOptions(precision=c.get("precision", "fp16"), workspace_mb=int(c.get("workspace_mb", 1024)),
-                        profiles=profiles, dla_core=c.get("dla_core"), timing_cache=c.get("timing_cache"),
-                        device=int(options.get("device", 0)))
-    cache_dir = c.get("engine_dir") or Path(model_path).parent / "engines"
-    return str(get_engine(model_path, opts, cache_dir, policy=c.get("engine_build", "auto")).engine_path)
 
 
 def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
@@ -77,10 +55,12 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
 
         return OnnxRuntimeBackend(model_path, **_pick(options, _ORT_OPTIONS))
     if kind == "tensorrt":
-        from edge_infer.backends.tensorrt.runtime import TensorRTBackend, import_tensorrt
+        from edge_infer.backends.tensorrt.cache import engine_for
+        from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+        from edge_infer.backends.tensorrt.trt import import_tensorrt
 
         import_tensorrt()  # the clear "install python3-libnvinfer" error before any engine build is attempted
-        return TensorRTBackend(_engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
+        return TensorRTBackend(engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
     if kind == "torch":
         from edge_infer.backends.torch_backend import TorchBackend
 

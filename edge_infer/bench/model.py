@@ -193,7 +193,7 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
             raise Skip(f"{ep} is listed but did not initialise (session runs on {active}): no GPU / CUDA libraries?")
         return b, f"providers {b.session.get_providers()}"
     if backend == "tensorrt":
-        from edge_infer.backends.tensorrt.runtime import availability
+        from edge_infer.backends.tensorrt.trt import availability
 
         ok, reason = availability()
         if not ok:

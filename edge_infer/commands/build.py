@@ -60,22 +60,21 @@ def _targets(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace, onnx_path: Path, spec, engine_dir: Path):
-    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_profile_arg, parse_range
+    from edge_infer.backends.tensorrt.build import BuildOptions, parse_profile_arg
 
-    explicit = dict(parse_profile_arg(t) for t in args.profile)
-    batch = parse_range(args.batch) if args.batch else None
-    profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile if spec else None, batch, explicit)
     tc = args.timing_cache or str(engine_dir / "timing.cache")
-    return BuildOptions(
-        precision=args.precision, workspace_mb=args.workspace_mb, profiles=profiles,
-        timing_cache=None if tc == "none" else tc, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
-        strongly_typed=args.strongly_typed, optimization_level=args.opt_level,
+    return BuildOptions.for_onnx(
+        onnx_path, spec_profile=spec.profile if spec else None, batch=args.batch,
+        explicit_profiles=dict(parse_profile_arg(t) for t in args.profile),
+        precision=args.precision, workspace_mb=args.workspace_mb, timing_cache=None if tc == "none" else tc,
+        dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback, strongly_typed=args.strongly_typed,
+        optimization_level=args.opt_level,
     )
 
 
 def _build(args: argparse.Namespace) -> int:
-    from edge_infer.backends.tensorrt.runtime import tensorrt_version
     from edge_infer.backends.tensorrt import build as eb
+    from edge_infer.backends.tensorrt.trt import parse_major, tensorrt_version
     from edge_infer.backends.tensorrt.cache import engine_path_for, get_engine
 
     engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else models_dir(args) / "engines"
@@ -88,7 +87,7 @@ def _build(args: argparse.Namespace) -> int:
             options = _options(args, onnx_path, spec, engine_dir)
             engine = Path(args.out).expanduser() if args.out else engine_path_for(engine_dir, onnx_path, args.precision)
             if args.print_command:
-                major = args.trt_major or eb._major(tensorrt_version()) or 10
+                major = args.trt_major or parse_major(tensorrt_version()) or 10
                 strongly = eb.use_strongly_typed(options, major, eb.has_qdq(onnx_path))
                 cmd = (eb.trtexec_command(onnx_path, engine, options, strongly_typed=strongly)
                        if args.print_command == "trtexec" else eb.polygraphy_command(onnx_path, engine, options, strongly))

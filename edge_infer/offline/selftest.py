@@ -56,7 +56,7 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
         return report
 
     from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
-    from edge_infer.backends.tensorrt.runtime import TensorRTUnavailable, import_tensorrt
+    from edge_infer.backends.tensorrt.trt import TensorRTUnavailable, import_tensorrt
 
     try:
         trt = import_tensorrt()
@@ -84,13 +84,14 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
     from edge_infer.backends.tensorrt.runtime import TensorRTBackend
     from edge_infer.models.spec import load_zoo
     from edge_infer.bench.model import BenchConfig, make_input
-    from edge_infer.backends.tensorrt.build import BuildOptions, build_engine, derive_profiles, onnx_inputs
+    from edge_infer.backends.tensorrt.build import BuildOptions, build_engine
 
     spec = load_zoo().model(model)
     onnx_path = spec.path(models_dir)
     inp = make_input(model, spec.task, onnx_path, Path(models_dir), BenchConfig())
-    profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile, (1, 1, max_batch))
-    options = BuildOptions(precision=precision, profiles=profiles, workspace_mb=512)
+    options = BuildOptions.for_onnx(onnx_path, spec_profile=spec.profile, batch=(1, 1, max_batch), precision=precision,
+                                    workspace_mb=512)
+    profiles = options.profiles
     tmp = None
     if engine_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="edge_infer_selftest_")

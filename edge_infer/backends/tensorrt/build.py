@@ -18,7 +18,6 @@ Precision:
 
 from __future__ import annotations
 
-from edge_infer.errors import EdgeInferError
 import logging
 import os
 import platform
@@ -26,14 +25,16 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from edge_infer.backends.tensorrt import sidecar
+from edge_infer.backends.tensorrt.trt import import_tensorrt, logger, parse_major, tensorrt_version, trt_major
+from edge_infer.backends.tensorrt.trt import version_from_trtexec_banner
+from edge_infer.errors import EdgeInferError
 from edge_infer.fileio import atomic_path, atomic_write_bytes, sha256_file
-from edge_infer.backends.tensorrt.cache import identity_dict, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,37 @@ class BuildOptions:
         d = asdict(self)
         d["profiles"] = {k: [list(s) for s in v] for k, v in self.profiles.items()}
         return d
+
+    @classmethod
+    def for_onnx(
+        cls,
+        onnx_path: str | Path,
+        *,
+        profiles: Mapping[str, Profile] | None = None,
+        spec_profile: Mapping[str, Any] | None = None,
+        batch: str | tuple[int, int, int] | None = None,
+        explicit_profiles: Mapping[str, Profile] | None = None,
+        **fields_: Any,
+    ) -> "BuildOptions":
+        """The one place options are assembled for a model (engine cache, ``edge-infer build``, selftest).
+
+        ``profiles`` when given are used as they are; otherwise they are derived from the ONNX inputs, the
+        zoo spec's ``profile``, ``batch`` (``"1:4:8"`` or a tuple) and ``explicit_profiles`` (``--profile``)
+        by :func:`derive_profiles`. ``fields_`` are the other dataclass fields; None means "the default".
+        """
+        known = {f.name for f in fields(cls)} - {"profiles"}
+        unknown = sorted(set(fields_) - known)
+        if unknown:
+            raise BuildError(f"unknown build options {unknown}; known: {sorted(known)}")
+        if isinstance(batch, str):
+            batch = parse_range(batch)
+        if not profiles:
+            profiles = derive_profiles(onnx_inputs(onnx_path), spec_profile, batch, explicit_profiles)
+        given = {k: v for k, v in fields_.items() if v is not None}
+        for k in ("workspace_mb", "device"):
+            if k in given:
+                given[k] = int(given[k])
+        return cls(profiles=dict(profiles), **given)
 
 
 # ---------------------------------------------------------------------------------------------- shapes
@@ -152,6 +184,15 @@ def onnx_inputs(onnx_path: str | Path) -> list[tuple[str, tuple[int | str | None
                 dims.append(d.dim_param or None)
         out.append((vi.name, tuple(dims)))
     return out
+
+
+def require_qdq(onnx_path: str | Path, precision: str) -> bool:
+    """The one int8 rule: int8 engines come only from QDQ models (explicit quantization). Returns has_qdq."""
+    qdq = has_qdq(onnx_path)
+    if precision == "int8" and not qdq:
+        raise BuildError(f"{Path(onnx_path).name} has no QuantizeLinear/DequantizeLinear nodes: int8 engines are built "
+                         "from QDQ models (explicit quantization). Run `edge-infer quantize --mode int8` first, or use fp16")
+    return qdq
 
 
 def has_qdq(onnx_path: str | Path) -> bool:
@@ -328,6 +369,8 @@ def _progress_monitor_class(trt: Any, echo: Callable[[str], None]) -> Any:
 
 # ---------------------------------------------------------------------------------------------- TensorRT
 def use_strongly_typed(options: BuildOptions, trt_major_version: int, qdq: bool) -> bool:
+    """The one strongly-typed rule (Python API and trtexec alike): ``on`` needs TensorRT >= 10; ``auto`` means
+    int8 QDQ models on TensorRT >= 10 (precisions from the graph, no precision flags)."""
     if options.strongly_typed == "on":
         if trt_major_version < 10:
             raise BuildError("strongly typed networks need TensorRT >= 10 (this is TensorRT "
@@ -342,7 +385,7 @@ def _create_network(trt: Any, builder: Any, strongly_typed: bool) -> Any:
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif int(str(trt.__version__).split(".")[0]) < 10:
+    elif trt_major(trt) < 10:
         # 8.x: explicit batch is required for ONNX (deprecated and implied in 10, where 0 is correct)
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     return builder.create_network(flags)
@@ -389,18 +432,12 @@ def _configure(trt: Any, builder: Any, network: Any, config: Any, options: Build
 
 
 def _build_serialized(onnx_path: Path, options: BuildOptions, echo: Callable[[str], None]) -> tuple[bytes, dict]:
-    from edge_infer.backends.tensorrt.runtime import import_tensorrt, trt_major
-
     trt = import_tensorrt()
-    qdq = has_qdq(onnx_path)
-    if options.precision == "int8" and not qdq:
-        raise BuildError(f"{onnx_path.name} has no QuantizeLinear/DequantizeLinear nodes: int8 engines are built from "
-                         "QDQ models (explicit quantization). Run `edge-infer quantize` first, or use fp16")
+    qdq = require_qdq(onnx_path, options.precision)
     strongly = use_strongly_typed(options, trt_major(trt), qdq)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(logger(trt))
     network = _create_network(trt, builder, strongly)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger(trt))
     # parse_from_file resolves external data (.onnx.data) next to the model
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -419,13 +456,6 @@ def _build_serialized(onnx_path: Path, options: BuildOptions, echo: Callable[[st
         if data != cache_bytes:
             atomic_write_bytes(options.timing_cache, data)
     return bytes(serialized), {"tensorrt": trt.__version__, "strongly_typed": strongly, "qdq": qdq}
-
-
-def _gpu_identity(trt_version: str, device: int) -> dict[str, str]:
-    from edge_infer.backends.tensorrt.cuda import device_info
-
-    dev = device_info(device)
-    return identity_dict(trt_version, dev.name, dev.compute_capability)
 
 
 def build_metadata(onnx_path: Path, engine_path: Path, options: BuildOptions, identity: Mapping[str, str],
@@ -467,9 +497,9 @@ def build_engine(
     else:
         raise BuildError(f"unknown --via '{via}' (python | trtexec)")
     seconds = time.perf_counter() - t0
-    identity = _gpu_identity(meta_extra.pop("tensorrt"), options.device)
+    identity = sidecar.machine_identity(options.device, meta_extra.pop("tensorrt"))
     meta = build_metadata(onnx_path, engine_path, options, identity, seconds, {"via": via, **meta_extra})
-    write_sidecar(engine_path, meta)
+    sidecar.write_sidecar(engine_path, meta)
     echo(f"[build] wrote {engine_path} ({meta['engine_bytes'] / 1e6:.1f} MB) in {seconds:.1f} s")
     return meta
 
@@ -477,15 +507,10 @@ def build_engine(
 def _build_with_trtexec(onnx_path: Path, engine_path: Path, options: BuildOptions,
                         echo: Callable[[str], None]) -> dict[str, Any]:
     trtexec = find_trtexec()
-    from edge_infer.backends.tensorrt.runtime import tensorrt_version
-
-    qdq = has_qdq(onnx_path)
-    if options.precision == "int8" and not qdq:
-        raise BuildError(f"{onnx_path.name} has no QDQ nodes; int8 engines are built from `edge-infer quantize` output")
+    qdq = require_qdq(onnx_path, options.precision)
     with atomic_path(engine_path) as tmp:
         version = tensorrt_version()
-        strongly = options.strongly_typed == "on" or (
-            options.strongly_typed == "auto" and options.precision == "int8" and qdq and _major(version) >= 10)
+        strongly = use_strongly_typed(options, parse_major(version) or 10, qdq)  # unknown: the current major
         cmd = trtexec_command(onnx_path, tmp, options, trtexec, strongly_typed=strongly)
         echo(f"[build] {format_command(cmd)}")
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -493,24 +518,8 @@ def _build_with_trtexec(onnx_path: Path, engine_path: Path, options: BuildOption
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
             raise BuildError(f"trtexec failed (exit {proc.returncode}):\n" + "\n".join(tail))
         if version is None:  # the bindings are optional with trtexec: read the version from its banner
-            m = re.search(r"TensorRT v(\d+)", proc.stdout)
-            version = _version_from_int(m.group(1)) if m else "unknown"
+            version = version_from_trtexec_banner(proc.stdout) or "unknown"
     return {"tensorrt": version, "strongly_typed": strongly, "qdq": qdq}
-
-
-def _major(version: str | None) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return 0
-
-
-def _version_from_int(v: str) -> str:
-    """trtexec prints ``TensorRT v8601`` / ``v100300``: -> ``8.6.1`` / ``10.3.0``."""
-    n = int(v)
-    if n >= 10000:  # 10.x: MMmmpp
-        return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
-    return f"{n // 1000}.{n // 100 % 10}.{n % 100}"
 
 
 def sanitized_path(onnx_path: Path) -> Path:
@@ -526,4 +535,4 @@ def sanitized_path(onnx_path: Path) -> Path:
 
 __all__ = ["BuildOptions", "BuildError", "derive_profiles", "parse_shape", "parse_range", "parse_profile_arg",
            "onnx_inputs", "has_qdq", "trtexec_command", "polygraphy_command", "format_command", "find_trtexec",
-           "build_engine", "build_metadata", "use_strongly_typed", "sanitized_path", "PRECISIONS"]
+           "build_engine", "build_metadata", "use_strongly_typed", "require_qdq", "sanitized_path", "PRECISIONS"]

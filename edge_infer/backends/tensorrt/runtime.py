@@ -11,8 +11,8 @@ Life of a backend:
 5. optionally (``cuda_graph=True``) the copy + execute sequence is captured once per input shape into a CUDA
    graph and replayed, which removes per-kernel launch overhead on Jetson's slower CPUs.
 
-All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is imported only here and in
-:mod:`edge_infer.backends.tensorrt.build`.
+All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is imported through
+:mod:`edge_infer.backends.tensorrt.trt` only.
 """
 
 from __future__ import annotations
@@ -24,68 +24,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.tensorrt.trt import import_tensorrt, logger
 
 log = logging.getLogger(__name__)
-
-TENSORRT_HINT = ("the TensorRT Python bindings are not installed: on Jetson `sudo apt install python3-libnvinfer` "
-                 "(JetPack; in a venv create it with --system-site-packages), on x86 `pip install tensorrt`")
 
 # TensorRT DataType names -> numpy dtype names (by name, so no tensorrt import is needed to read the table)
 TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
               "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16", "FP8": "float8"}
-
-
-class TensorRTUnavailable(BackendError):
-    """tensorrt (or pycuda, or a GPU) is missing; the message names what to install."""
-
-
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise TensorRTUnavailable(f"{TENSORRT_HINT} ({e})") from e
-    return trt
-
-
-def tensorrt_version() -> str | None:
-    """The installed TensorRT version, or None; never raises."""
-    try:
-        import tensorrt as trt
-    except Exception:
-        return None
-    return str(getattr(trt, "__version__", "unknown"))
-
-
-def trt_major(trt: Any) -> int:
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except (AttributeError, ValueError):
-        return 0
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-    import sys
-
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def availability() -> tuple[bool, str]:
-    """(usable, reason): tensorrt and pycuda importable and a CUDA GPU present. Imports tensorrt (cheap-ish)."""
-    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
-
-    if not _importable("tensorrt"):
-        return False, TENSORRT_HINT
-    if not _importable("pycuda"):
-        return False, PYCUDA_HINT
-    if gpu_count() == 0:
-        return False, "no CUDA GPU / driver found (libcuda reports no devices)"
-    return True, f"TensorRT {tensorrt_version()}"
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype:
@@ -132,20 +77,16 @@ class TensorRTBackend(Backend):
 
     # ------------------------------------------------------------------------------------------ setup
     def _verify(self, trt: Any, device: int) -> None:
-        from edge_infer.backends.tensorrt.cache import check_engine
-        from edge_infer.backends.tensorrt.cuda import device_info
+        from edge_infer.backends.tensorrt.sidecar import check_engine, machine_identity
 
-        dev = device_info(device)
-        identity = {"tensorrt": trt.__version__, "gpu": dev.name, "compute_capability": dev.compute_capability}
-        verdict = check_engine(self.model_path, identity)
+        verdict = check_engine(self.model_path, machine_identity(device, trt.__version__))
         if not verdict.ok:
             raise BackendError(verdict.message(self.model_path) + ". Rebuild it on this machine "
                                "(edge-infer build, or engine_build: auto / the ~/rebuild_engines service); pass "
                                "verify_sidecar=False to try loading it anyway")
 
     def _load(self, trt: Any, cuda_mem: Any, path: Path, profile_index: int) -> None:
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = trt.Runtime(logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise BackendError(f"TensorRT could not deserialize {path} (see the TensorRT log above): built with "
@@ -252,26 +193,3 @@ class TensorRTBackend(Backend):
             self.context = self.engine = None
         if getattr(self, "_ctx", None) is not None:
             self._ctx.close()
-
-
-def describe_engine(engine_path: str) -> dict[str, Any]:
-    """I/O names, shapes, dtypes and profiles of an engine (for `edge-infer inspect x.engine`)."""
-    trt = import_tensorrt()
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-    if engine is None:
-        raise BackendError(f"TensorRT could not deserialize {engine_path}")
-    tensors = []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        entry = {"name": name, "mode": "input" if is_input else "output",
-                 "shape": [int(d) for d in engine.get_tensor_shape(name)],
-                 "dtype": getattr(engine.get_tensor_dtype(name), "name", str(engine.get_tensor_dtype(name)))}
-        if is_input:
-            entry["profiles"] = [
-                dict(zip(("min", "opt", "max"), ([int(d) for d in s] for s in engine.get_tensor_profile_shape(name, p))))
-                for p in range(engine.num_optimization_profiles)
-            ]
-        tensors.append(entry)
-    return {"tensorrt": trt.__version__, "profiles": engine.num_optimization_profiles, "tensors": tensors}
