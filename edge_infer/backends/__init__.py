@@ -15,12 +15,12 @@ BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
 log = logging.getLogger(__name__)
 
 _ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads")
-_TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar")
+_TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar", "dla_core", "cuda_layer")
 _auto_logged: set[tuple[str, str]] = set()
 
 
 def resolve_auto() -> tuple[str, str]:
-    """(backend, reason) that ``auto`` picks here: TensorRT if importable with pycuda and a GPU, else ONNX Runtime."""
+    """(backend, reason) that ``auto`` picks here: TensorRT with a CUDA layer and a GPU, else ONNX Runtime."""
     from edge_infer.backends.tensorrt.trt import availability
 
     ok, reason = availability()
@@ -38,7 +38,7 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     ``intra_op_threads``, ``inter_op_threads``; tensorrt ``device``, ``cuda_graph`` and, for an ``.onnx`` path,
     the engine cache options ``engine_build`` (auto|never|force), ``engine_dir``, ``precision``, ``batch``,
     ``profiles``, ``spec_profile``, ``workspace_mb``, ``dla_core``, ``timing_cache``; torch ``threads``.
-    ``auto`` = TensorRT when it is importable (with pycuda) and a GPU is present, else ONNX Runtime; the
+    ``auto`` = TensorRT when it is importable (with cuda-python or pycuda) and a GPU is present, else ONNX Runtime; the
     choice and its reason are logged once per process and model.
     """
     if kind == "auto":

@@ -1,13 +1,15 @@
 """Engine cache: one TensorRT engine per (ONNX, build options) on this robot, rebuilt only when needed.
 
-The cache key is sha256 of (engine identity: TensorRT version, GPU name + compute capability; ONNX sha256;
-the build options that change the engine); its components live in the engine's sidecar
+The cache key is sha256 of (engine identity: TensorRT version, GPU name + compute capability; the ONNX
+digest including its external data; the build options that change the engine, with the precision route
+and the FP16 converter version where an FP16 ONNX is parsed); its components live in the engine's sidecar
 (:mod:`edge_infer.backends.tensorrt.sidecar`), which is checked before anything is deserialized.
 
 Policies (node parameter ``engine_build`` and ``edge-infer build --cache``):
 ``auto`` use the cached engine when it matches, build otherwise; ``never`` use it or fail with the reason
 (for fleets that ship prebuilt engines); ``force`` always build (the ``~/rebuild_engines`` service).
-Engine names are fixed per model and precision (not per key) so stale engines are replaced, not piled up.
+Engine names are fixed per model, precision and device (``emotion.fp16.engine``, ``emotion.fp16.dla0.engine``;
+not per key) so stale engines are replaced, not piled up, and a DLA engine never overwrites the GPU one.
 
 :func:`engine_for` is what ``create_backend("tensorrt" | "auto", "model.onnx", ...)`` calls: the runtime
 options dict in, an engine path out.
@@ -23,15 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from edge_infer.backends.tensorrt.sidecar import EngineCacheError, StaleEngineError, check_engine, machine_identity
-from edge_infer.fileio import sha256_file
+from edge_infer.backends.tensorrt.sidecar import (EngineCacheError, StaleEngineError, check_engine, machine_identity,
+                                                  onnx_digest)
+from edge_infer.backends.tensorrt.trt import parse_major
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("auto", "never", "force")
 #: the create_backend options that reach the engine cache (the rest go to the runtime backend)
 CACHE_OPTIONS = ("engine_build", "engine_dir", "precision", "workspace_mb", "profiles", "batch", "spec_profile",
-                 "dla_core", "timing_cache", "device")
+                 "dla_core", "timing_cache", "device", "fp16_source", "strongly_typed")
 
 __all__ = ["POLICIES", "CACHE_OPTIONS", "EngineCacheError", "StaleEngineError", "cache_key", "engine_path_for",
            "CacheResult", "get_engine", "engine_for"]
@@ -43,8 +46,9 @@ def cache_key(identity: Mapping[str, str], onnx_sha256: str, options: Mapping[st
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def engine_path_for(cache_dir: str | Path, onnx_path: str | Path, precision: str) -> Path:
-    return Path(cache_dir) / f"{Path(onnx_path).stem}.{precision}.engine"
+def engine_path_for(cache_dir: str | Path, onnx_path: str | Path, precision: str, dla_core: int | None = None) -> Path:
+    dla = f".dla{dla_core}" if dla_core is not None else ""
+    return Path(cache_dir) / f"{Path(onnx_path).stem}.{precision}{dla}.engine"
 
 
 @dataclass
@@ -79,14 +83,14 @@ def get_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineCacheError(f"ONNX model not found: {onnx_path}")
-    engine = Path(engine_path) if engine_path else engine_path_for(cache_dir, onnx_path, options.precision)
-    onnx_sha = sha256_file(onnx_path)
-    key_options = options.key_dict()
+    engine = Path(engine_path) if engine_path else engine_path_for(cache_dir, onnx_path, options.precision,
+                                                                    options.dla_core)
     reasons: list[str] = []
     existed = engine.exists()
     if policy != "force":
-        identity = dict(identity) if identity is not None else machine_identity(getattr(options, "device", 0))
-        verdict = check_engine(engine, identity, onnx_sha, key_options)
+        identity = dict(identity) if identity is not None else _identity(options, build_kwargs.get("via"))
+        key_options = options.engine_key(parse_major(identity.get("tensorrt")))
+        verdict = check_engine(engine, identity, onnx_digest(onnx_path), key_options)
         if verdict.ok:
             log.info("engine cache hit: %s", engine)
             return CacheResult(engine, "cached")
@@ -99,9 +103,21 @@ def get_engine(
         reasons = ["engine_build is 'force'"]
     if builder is None:
         from edge_infer.backends.tensorrt.build import build_engine as builder  # noqa: N813 - the default builder
+    log.info("building the %s engine of %s into %s (TensorRT builds take seconds to minutes; progress in "
+             "/diagnostics)", options.precision, onnx_path.name, engine)
     t0 = time.perf_counter()
     builder(onnx_path, engine, options, **build_kwargs)
     return CacheResult(engine, "rebuilt" if existed else "built", reasons, time.perf_counter() - t0)
+
+
+def _identity(options: Any, via: str | None) -> dict[str, str]:
+    """This machine's identity as the build would record it: trtexec's own version with ``via='trtexec'``."""
+    version = None
+    if via == "trtexec":
+        from edge_infer.backends.tensorrt.tool_commands import find_trtexec, trtexec_version
+
+        version = trtexec_version(find_trtexec()) or "unknown"
+    return machine_identity(getattr(options, "device", 0), version)
 
 
 def engine_for(model_path: str, options: Mapping[str, Any]) -> str:

@@ -23,7 +23,18 @@ def inspect_engine(path: str | Path) -> dict[str, Any]:
 
 def describe_engine(engine_path: str) -> dict[str, Any]:
     """I/O names, shapes, dtypes and profiles of an engine (for `edge-infer inspect x.engine`)."""
+    from edge_infer.backends.tensorrt.cuda import open_device
+
     trt = import_tensorrt()
+    dev = open_device(0)
+    try:
+        with dev.bound():
+            return _describe(trt, engine_path)
+    finally:
+        dev.close()
+
+
+def _describe(trt: Any, engine_path: str) -> dict[str, Any]:
     runtime = trt.Runtime(logger(trt))
     engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
     if engine is None:

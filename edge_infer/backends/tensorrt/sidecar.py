@@ -52,6 +52,38 @@ def machine_identity(device: int = 0, tensorrt_version: str | None = None) -> di
     return engine_identity(tensorrt_version, dev.name, dev.compute_capability)
 
 
+def onnx_digest(onnx_path: str | Path) -> str:
+    """sha256 identifying an ONNX model *including its external data* (``.onnx.data`` next to it): the
+    plain file hash when there is none, else a hash over the model's and every data file's hashes. A
+    changed weights file therefore changes the engine cache key, as a changed graph does."""
+    import hashlib
+
+    import onnx
+
+    path = Path(onnx_path)
+    main = sha256_file(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not parsable: the file hash identifies it; TensorRT's parser will say what is wrong
+        return main
+    locations: set[str] = set()
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        for t in g.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                locations.update(e.value for e in t.external_data if e.key == "location")
+        for n in g.node:
+            graphs.extend(a.g for a in n.attribute if a.type == onnx.AttributeProto.GRAPH)
+    if not locations:
+        return main
+    h = hashlib.sha256(main.encode())
+    for loc in sorted(locations):
+        f = path.parent / loc
+        h.update(f"\n{loc}:{sha256_file(f) if f.is_file() else 'missing'}".encode())
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------- file
 def sidecar_path(engine_path: str | Path) -> Path:
     p = Path(engine_path)

@@ -85,14 +85,15 @@ def importable(name: str) -> bool:
 
 
 def availability() -> tuple[bool, str]:
-    """(usable, reason): tensorrt and a CUDA layer importable and a CUDA GPU present; imports
-    tensorrt only when everything else is there (to report its version)."""
-    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
+    """(usable, reason): tensorrt and a CUDA layer (cuda-python or pycuda) importable and a CUDA GPU present;
+    imports tensorrt only when everything else is there (to report its version)."""
+    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, available_layer, gpu_count
 
     if not importable("tensorrt"):
         return False, TENSORRT_HINT
-    if not importable("pycuda"):
+    layer = available_layer()
+    if layer is None:
         return False, PYCUDA_HINT
     if gpu_count() == 0:
         return False, "no CUDA GPU / driver found (libcuda reports no devices)"
-    return True, f"TensorRT {tensorrt_version()}"
+    return True, f"TensorRT {tensorrt_version()} with {layer}"
