@@ -25,8 +25,9 @@ from edge_infer.backends.tensorrt.cuda import CudaDevice, CudaError, CudaGraph, 
 class FakeCudaDevice(CudaDevice):
     layer = "fake"
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, supports_graphs: bool = True) -> None:
         super().__init__(index)
+        self.supports_graphs = supports_graphs
         self._local = threading.local()
         self.memory_store: dict[int, bytearray] = {}
         self._ptrs = itertools.count(0x1000, 0x1000)
@@ -95,6 +96,10 @@ class FakeStream(Stream):
             buf.host.view(np.uint8)[:nbytes] = np.frombuffer(bytes(self.dev.memory_store[buf.ptr][:nbytes]), np.uint8)
 
         self._op("cuMemcpyDtoHAsync", copy)
+
+    def dtod(self, dst: PinnedBuffer, src: PinnedBuffer, nbytes: int) -> None:
+        self._op("cuMemcpyDtoDAsync", lambda: self.dev.memory_store[dst.ptr].__setitem__(
+            slice(0, nbytes), bytes(self.dev.memory_store[src.ptr][:nbytes])))
 
     def synchronize(self) -> None:
         self.dev._require_bound("cuStreamSynchronize")
@@ -179,11 +184,113 @@ def make_fake_driver() -> types.SimpleNamespace:
     d.cuStreamSynchronize = needs_ctx("cuStreamSynchronize", lambda s: (ok,))
     d.cuMemcpyHtoDAsync = needs_ctx("cuMemcpyHtoDAsync", copy)
     d.cuMemcpyDtoHAsync = needs_ctx("cuMemcpyDtoHAsync", copy)
-    captured: list = []
-    d.cuStreamBeginCapture = needs_ctx("cuStreamBeginCapture", lambda s, mode: (captured.clear(), (ok,))[1])
-    d.cuStreamEndCapture = needs_ctx("cuStreamEndCapture", lambda s: (ok, "graph"))
-    d.cuGraphInstantiateWithFlags = needs_ctx("cuGraphInstantiate", lambda g, f: (ok, "exec"))
-    d.cuGraphLaunch = needs_ctx("cuGraphLaunch", lambda e, s: (ok,))
+    d.cuMemcpyDtoDAsync = needs_ctx("cuMemcpyDtoDAsync", copy)
+    # stream capture: calls on a capturing stream are recorded (not run) and replayed by cuGraphLaunch
+    capturing: dict = {}
+    for name in ("cuMemcpyHtoDAsync", "cuMemcpyDtoHAsync", "cuMemcpyDtoDAsync"):
+        run = getattr(d, name)
+
+        def recorded(*a, _run=run):
+            if a[-1] in capturing:
+                capturing[a[-1]].append(lambda: _run(*a))
+                return (ok,)
+            return _run(*a)
+
+        setattr(d, name, recorded)
+    d.cuStreamBeginCapture = needs_ctx("cuStreamBeginCapture", lambda s, mode: (capturing.__setitem__(s, []), (ok,))[1])
+    d.cuStreamEndCapture = needs_ctx("cuStreamEndCapture", lambda s: (ok, capturing.pop(s)))
+    d.cuGraphInstantiateWithFlags = needs_ctx("cuGraphInstantiate", lambda g, f: (ok, g))
+    d.cuGraphLaunch = needs_ctx("cuGraphLaunch", lambda ops, s: ([op() for op in ops], (ok,))[1])
     d.cuGraphExecDestroy = needs_ctx("cuGraphExecDestroy", lambda e: (ok,))
     d.cuGraphDestroy = needs_ctx("cuGraphDestroy", lambda g: (ok,))
     return d
+
+
+def make_fake_pycuda() -> types.SimpleNamespace:
+    """A pycuda.driver look-alike: a per-thread context stack; copies need our context on top of it."""
+    local = threading.local()
+
+    def stack() -> list:
+        if not hasattr(local, "stack"):
+            local.stack = []
+        return local.stack
+
+    class Context:
+        def __init__(self) -> None:
+            self.detached = False
+
+        def push(self) -> None:
+            stack().append(self)
+
+        @staticmethod
+        def pop() -> None:
+            stack().pop()
+
+        def detach(self) -> None:
+            self.detached = True
+
+    primary = Context()
+
+    def current(what: str) -> None:
+        if not stack() or stack()[-1] is not primary:
+            raise RuntimeError(f"{what}: invalid device context")
+
+    class Allocation:
+        def __init__(self, n: int) -> None:
+            self.data = np.zeros(n, np.uint8)
+
+        def __int__(self) -> int:
+            return self.data.ctypes.data
+
+        def free(self) -> None:
+            current("mem_free")
+
+    class Device:
+        @staticmethod
+        def count() -> int:
+            return 1
+
+        def __init__(self, index: int) -> None:
+            pass
+
+        def retain_primary_context(self) -> Context:
+            return primary
+
+        def compute_capability(self) -> tuple[int, int]:
+            return 8, 7
+
+        def name(self) -> str:
+            return "Fake Orin"
+
+        def total_memory(self) -> int:
+            return 8 << 30
+
+    class FakePycudaStream:
+        handle = 0x77
+
+        def synchronize(self) -> None:
+            current("stream synchronize")
+
+    def mem_alloc(n: int) -> Allocation:
+        current("mem_alloc")
+        return Allocation(n)
+
+    def pagelocked_empty(n: int, dtype: Any) -> np.ndarray:
+        current("pagelocked_empty")
+        return np.zeros(n, dtype)
+
+    def htod(dev: Allocation, host: np.ndarray, stream: Any) -> None:
+        current("memcpy_htod_async")
+        dev.data[: host.nbytes] = host.view(np.uint8)
+
+    def dtoh(host: np.ndarray, dev: Allocation, stream: Any) -> None:
+        current("memcpy_dtoh_async")
+        host.view(np.uint8)[:] = dev.data[: host.nbytes]
+
+    def stream_factory() -> FakePycudaStream:
+        current("Stream")
+        return FakePycudaStream()
+
+    return types.SimpleNamespace(Device=Device, Context=Context, primary=primary, stack=stack, mem_alloc=mem_alloc,
+                                 pagelocked_empty=pagelocked_empty, memcpy_htod_async=htod, memcpy_dtoh_async=dtoh,
+                                 Stream=stream_factory, mem_get_info=lambda: (6 << 30, 8 << 30))

@@ -6,15 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo, close_backends
 
-__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "close_backends", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
 
 log = logging.getLogger(__name__)
 
-_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads")
+_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "provider_options")
 _TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar", "dla_core", "cuda_layer")
 _auto_logged: set[tuple[str, str]] = set()
 

@@ -41,3 +41,16 @@ def memory_usage() -> dict[str, Any]:
     if dev is not None:
         out["device_used_mb"], out["device_total_mb"] = dev["used_mb"], dev["total_mb"]
     return out
+
+
+def runtime_diagnostics() -> dict[str, Any]:
+    """Key/values for a node's ``/diagnostics``: memory in use and every engine build in progress (model,
+    precision, phase, elapsed, progress, engine path), so a long build on a Jetson does not look hung."""
+    mem = memory_usage()
+    values: dict[str, Any] = {k: v for k, v in mem.items() if v is not None}
+    progress = sys.modules.get("edge_infer.backends.tensorrt.progress")
+    for i, b in enumerate(progress.BUILDS.active() if progress is not None else []):
+        pct = f" {b['progress'] * 100:.0f}%" if b["progress"] is not None else ""
+        values[f"engine_build_{i}"] = (f"{b['model']} {b['precision']}: {b['phase']}{pct}, {b['elapsed_s']} s "
+                                       f"-> {b['engine']}")
+    return values

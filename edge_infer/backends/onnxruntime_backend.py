@@ -60,6 +60,7 @@ class OnnxRuntimeBackend(Backend):
         providers: Sequence[str] = ("cpu",),
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
+        provider_options: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         super().__init__(model_path)
         try:
@@ -72,7 +73,9 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.providers = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers,
+                                                provider_options=[dict((provider_options or {}).get(p, {}))
+                                                                  for p in self.providers])
         except Exception as e:
             raise BackendError(f"ONNX Runtime could not load {model_path}: {e}") from e
         self.name = f"onnxruntime[{self.session.get_providers()[0]}]"

@@ -17,6 +17,8 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
+from edge_infer.backends import close_backends
+from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.audio_pipeline import AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadConfig, VadEvent, WakeWordEvent
 from edge_infer.pipeline.audio_stream import StreamConfig
@@ -142,10 +144,12 @@ class AudioNode(Node):
             response.message = f"backends are {names}: there are no TensorRT engines to rebuild"
             return response
         try:
-            self.pipeline = self._make_pipeline(engine_build="force")
+            new = self._make_pipeline(engine_build="force")
         except Exception as e:
             response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
             return response
+        old, self.pipeline = self.pipeline, new
+        close_backends(old)  # free the old engines, buffers and contexts
         response.success, response.message = True, "engines rebuilt"
         return response
 
@@ -163,6 +167,7 @@ class AudioNode(Node):
             values[k] = st[k]
         for model, ms in diag["latency_ms_per_inference"].items():
             values[f"{model}_ms"] = ms
+        values.update(runtime_diagnostics())
         level, message = OK, "ok" if st["chunks"] else "waiting for audio"
         if rtf is not None and rtf > self.max_rtf:
             level, message = WARN, f"real-time factor {rtf:.2f} > {self.max_rtf}"
@@ -170,6 +175,10 @@ class AudioNode(Node):
             level, message = WARN, f"bad input: {st['last_issue']}"
         self.diag_pub.publish(status_array(self, f"{self.get_name()}: audio pipeline", self.get_fully_qualified_name(),
                                            level, message, values))
+
+    def destroy_node(self) -> None:
+        close_backends(self.pipeline)
+        super().destroy_node()
 
 
 def main(args=None) -> None:

@@ -139,6 +139,10 @@ class Stream(abc.ABC):
     def dtoh(self, buf: PinnedBuffer, nbytes: int) -> None: ...
 
     @abc.abstractmethod
+    def dtod(self, dst: PinnedBuffer, src: PinnedBuffer, nbytes: int) -> None:
+        """Device-to-device copy between two buffers' device sides."""
+
+    @abc.abstractmethod
     def synchronize(self) -> None: ...
 
     @abc.abstractmethod
@@ -153,6 +157,7 @@ class CudaDevice(abc.ABC):
     """One GPU's primary context, usable from any thread through :meth:`bound`."""
 
     layer: str = "?"
+    supports_graphs: bool = False  # stream capture + graph launch
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -198,6 +203,7 @@ def _driver() -> Any:
 
 class CudaPythonDevice(CudaDevice):
     layer = "cuda-python"
+    supports_graphs = True
 
     def __init__(self, index: int = 0, driver: Any = None) -> None:
         super().__init__(index)
@@ -295,6 +301,9 @@ class _CudaPythonStream(Stream):
 
     def dtoh(self, buf: PinnedBuffer, nbytes: int) -> None:
         self.d.check(self.d.cu.cuMemcpyDtoHAsync(buf.host_ptr, buf.ptr, nbytes, self.stream), "cuMemcpyDtoHAsync")
+
+    def dtod(self, dst: PinnedBuffer, src: PinnedBuffer, nbytes: int) -> None:
+        self.d.check(self.d.cu.cuMemcpyDtoDAsync(dst.ptr, src.ptr, nbytes, self.stream), "cuMemcpyDtoDAsync")
 
     def synchronize(self) -> None:
         self.d.check(self.d.cu.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
@@ -407,6 +416,9 @@ class _PycudaStream(Stream):
 
     def dtoh(self, buf: PinnedBuffer, nbytes: int) -> None:
         self.d.cuda.memcpy_dtoh_async(buf.host[: nbytes // buf.dtype.itemsize], buf.allocation, self.stream)
+
+    def dtod(self, dst: PinnedBuffer, src: PinnedBuffer, nbytes: int) -> None:
+        self.d.cuda.memcpy_dtod_async(dst.allocation, src.allocation, nbytes, self.stream)
 
     def synchronize(self) -> None:
         self.stream.synchronize()

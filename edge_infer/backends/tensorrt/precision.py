@@ -277,5 +277,6 @@ def fp16_graph_for(src: str | Path, fp16_path: str | Path, profiles: Mapping[str
         verdict = check(src, fp16_path, profiles)
     atomic_write_json(meta_path, {**want, "ok": verdict.ok, "reason": verdict.detail, "sha256": sha})
     if not verdict.ok:
+        fp16_path.unlink(missing_ok=True)  # the verdict file keeps the reason; no rejected graph lying around
         log.warning("%s: FP16 graph rejected (%s); building fp32 instead", src.name, verdict.detail)
     return Fp16Graph(fp16_path if verdict.ok else None, verdict.ok, verdict.detail, converter, name, sha)

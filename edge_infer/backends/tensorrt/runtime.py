@@ -83,7 +83,7 @@ class TensorRTBackend(Backend):
         except BaseException:
             self.close()
             raise
-        if cuda_graph and self.dev.layer != "cuda-python":
+        if cuda_graph and not self.dev.supports_graphs:
             self.close()
             raise BackendError("cuda_graph=True needs cuda-python (no released pycuda can capture a CUDA graph): "
                                "`pip install 'cuda-bindings==12.*'` or set cuda_graph false")
