@@ -10,7 +10,7 @@ MODELS_DIR ?= $(HOME)/.cache/edge_infer/models
 export EDGE_INFER_MODELS := $(abspath $(MODELS_DIR))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test venv models sysdeps bench clean
+.PHONY: demo test venv models sysdeps bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ demo: models sysdeps
 
 test: models sysdeps
 	$(PY) -m pytest test
+
+# On a machine with an NVIDIA GPU: the CUDA layer from another thread, a CUDA graph, torch on CUDA vs ONNX
+# Runtime CPU (needs cuda-python + torch with CUDA; no TensorRT). Exit 3 = no GPU here.
+gpu-check: models
+	$(VENV)/bin/edge-infer selftest --cuda --models-dir "$(EDGE_INFER_MODELS)"
 
 bench: models
 	$(VENV)/bin/edge-infer bench pipeline --models-dir "$(EDGE_INFER_MODELS)"

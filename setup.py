@@ -21,6 +21,9 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
+    # the TensorRT backend's CUDA layer on a robot: cuda-python with the platform's CUDA major
+    # (JetPack 6 = CUDA 12: pip install .[cuda12]); TensorRT itself comes from JetPack / NVIDIA's index
+    extras_require={"cuda12": ["cuda-bindings>=12,<13"], "cuda13": ["cuda-bindings>=13,<14"]},
     zip_safe=True,
     maintainer="edge_infer maintainers",
     maintainer_email="edge-infer@example.com",

@@ -83,3 +83,19 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """An exclusive advisory lock on ``path`` + ``.lock`` for read-merge-write sequences between processes
+    (e.g. two engine builds sharing one TensorRT timing cache). Blocks until the lock is free."""
+    import fcntl
+
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield lock
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,10 +1,14 @@
-"""FAKE TensorRT module for tests on machines without TensorRT. NOT TensorRT.
+"""FAKE TensorRT module for in-process tests of *execution paths*. NOT TensorRT.
 
-It implements only the slice of the TensorRT 8.6 / 10.x Python builder API that
-edge_infer.backends.tensorrt.build calls, and records every call, so the tests can check which builder flags,
-network creation flags, profiles, pool limits, DLA settings and timing-cache calls a build makes for each
-TensorRT major version. It proves nothing about TensorRT itself: the real path is covered by
-test/test_gpu_tensorrt.py (marked gpu, skipped where TensorRT or a GPU is absent).
+Which calls the builder and the runtime make, and whether their arguments fit each real version, is tested
+against the real bindings (test/test_trt_real_bindings.py). This fake exists for what those cannot do in a
+child process with recorder objects: run the engine cache, the sidecar, the FP16 fallback and the runtime
+(dynamic batch, CUDA graph replay, close) end to end inside pytest.
+
+Its constants are not hand-written: :func:`make_fake_tensorrt` takes every enum value and capability
+(STRONGLY_TYPED = 1 on 10.x and 0 on 11.x, no BuilderFlag.FP16 on 11.x, IProgressMonitor from 10.x) from
+the real bindings of that version (test/trt_bindings.py ``constants``). The fake engine computes
+``scores[b, j] = sum(input[b]) + j`` so outputs can be checked.
 """
 
 from __future__ import annotations
@@ -12,14 +16,21 @@ from __future__ import annotations
 import enum
 import types
 
+import numpy as np
 
-def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0) -> types.ModuleType:
-    major = int(version.split(".")[0])
+import trt_bindings
+
+
+def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0, device=None) -> types.ModuleType:
+    c = trt_bindings.constants(version)
     calls: list[tuple] = []
     trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
+    trt.__version__ = c["version"]
     trt.calls = calls
     trt.IS_FAKE = True
+    for name in ("NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "DeviceType", "TensorIOMode",
+                 "DataType"):
+        setattr(trt, name, enum.IntEnum(name, c[name]))
 
     class Logger:
         WARNING = "WARNING"
@@ -27,28 +38,33 @@ def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0) -> types.Mod
         def __init__(self, level=None):
             self.level = level
 
-    flags = {"EXPLICIT_BATCH": 0}
-    if major >= 10:
-        flags["STRONGLY_TYPED"] = 5  # TensorRT 10's enum value
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", flags)
-    trt.BuilderFlag = enum.Enum("BuilderFlag", "FP16 INT8 GPU_FALLBACK")
-    trt.MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE")
-    trt.DeviceType = enum.Enum("DeviceType", "GPU DLA")
+    class Tensor:
+        def __init__(self, name):
+            self.name, self.is_shape_tensor = name, False
 
     class Network:
         def __init__(self, flags):
             self.flags = flags
+            self.inputs = [Tensor("input")]
+            self.num_inputs = 1
+
+        def get_input(self, i):
+            return self.inputs[i]
 
     class Parser:
         def __init__(self, network, logger):
             self.num_errors = 0
+            self.network = network
 
         def parse_from_file(self, path):
             calls.append(("parse_from_file", path))
-            return True
+            import onnx
 
-        def get_error(self, i):  # pragma: no cover
-            return "fake"
+            m = onnx.load(path, load_external_data=False)
+            inits = {i.name for i in m.graph.initializer}
+            self.network.inputs = [Tensor(i.name) for i in m.graph.input if i.name not in inits]
+            self.network.num_inputs = len(self.network.inputs)
+            return True
 
     class Profile:
         def set_shape(self, name, lo, opt, hi):
@@ -56,10 +72,15 @@ def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0) -> types.Mod
 
     class TimingCache:
         def __init__(self, data):
-            self.data = bytes(data) + b"+tuned"
+            self.data = bytes(data)
+
+        def combine(self, other, ignore_mismatch):
+            calls.append(("combine", other.data))
+            self.data += b"|" + other.data
+            return True
 
         def serialize(self):
-            return self.data
+            return self.data + b"+tuned"
 
     class Config:
         def __init__(self):
@@ -94,7 +115,6 @@ def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0) -> types.Mod
             return self._cache
 
     class Builder:
-        platform_has_fast_fp16 = True
         num_DLA_cores = dla_cores
 
         def __init__(self, logger):
@@ -117,13 +137,80 @@ def make_fake_tensorrt(version: str = "10.3.0", dla_cores: int = 0) -> types.Mod
             if mon is not None:  # drive the monitor like TensorRT 10 does
                 mon.phase_start("Building engine", None, 2)
                 mon.phase_start("Tactic selection", "Building engine", 3)
-                assert mon.step_complete("Tactic selection", 0) is True
+                assert mon.step_complete("Building engine", 0) is True
                 mon.phase_finish("Tactic selection")
                 mon.phase_finish("Building engine")
             return b"FAKE-ENGINE-" + version.encode()
 
-    trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, Parser
-    if major >= 10:
+    if c["builder_platform_has_fast_fp16"]:
+        Builder.platform_has_fast_fp16 = True
+
+    # ---------------------------------------------------------------------------------- runtime (execution)
+    class Context:
+        def __init__(self):
+            self.batch, self.addr = 8, {}
+
+        def set_input_shape(self, name, shape):
+            calls.append(("set_input_shape", name, tuple(shape)))
+            self.batch = tuple(shape)[0]
+            return True
+
+        def get_tensor_shape(self, name):
+            return (self.batch, 1, 4, 4) if name == "input" else (self.batch, 3)
+
+        def set_tensor_address(self, name, ptr):
+            self.addr[name] = ptr
+            return True
+
+        def set_optimization_profile_async(self, index, stream):
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            def compute():
+                mem = device.memory_store
+                x = np.frombuffer(bytes(mem[self.addr["input"]][: self.batch * 16 * 4]), np.float32).reshape(self.batch, 16)
+                y = (x.sum(1, keepdims=True) + np.arange(3, dtype=np.float32)).astype(np.float32)
+                mem[self.addr["scores"]][: y.nbytes] = y.tobytes()
+
+            device.streams[stream_handle]._op("execute", compute)
+            return True
+
+    class Engine:
+        num_io_tensors, num_optimization_profiles = 2, 1
+
+        def get_tensor_name(self, i):
+            return ["input", "scores"][i]
+
+        def is_shape_inference_io(self, name):
+            return False
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_shape(self, name):
+            return (-1, 1, 4, 4) if name == "input" else (-1, 3)
+
+        def get_tensor_dtype(self, name):
+            return trt.DataType.FLOAT
+
+        def get_tensor_profile_shape(self, name, profile):
+            return [(1, 1, 4, 4), (1, 1, 4, 4), (8, 1, 4, 4)]
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        num_DLA_cores = dla_cores
+
+        def __init__(self, logger):
+            self.DLA_core = -1
+
+        def deserialize_cuda_engine(self, data):
+            calls.append(("deserialize_cuda_engine", len(data), self.DLA_core))
+            return Engine()
+
+    trt.Logger, trt.Builder, trt.OnnxParser, trt.Runtime = Logger, Builder, Parser, Runtime
+    if c["has_IProgressMonitor"]:
         class IProgressMonitor:
             def __init__(self):
                 pass

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo, close_backends
 
-__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "BACKEND_NAMES", "ONNX_BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "TensorInfo", "create_backend", "resolve_auto", "close_backends", "BACKEND_NAMES",
+           "ONNX_BACKEND_NAMES"]
 
 BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "litert", "keras", "auto")
 #: the runtimes that load the zoo's .onnx files: what the nodes' ``backend`` parameter offers
@@ -16,19 +17,16 @@ ONNX_BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
 
 log = logging.getLogger(__name__)
 
-_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severity_level")
+_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severity_level", "provider_options")
 _TORCH_OPTIONS = ("threads", "intra_op_threads", "device", "input_names", "output_names", "input_shapes",
                   "architectures", "architecture", "arch_kwargs", "trust_checkpoint")
-_TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar")
-# how `auto` / `tensorrt` turn an .onnx into an engine through the engine cache
-_CACHE_OPTIONS = ("engine_build", "engine_dir", "precision", "workspace_mb", "profiles", "batch", "spec_profile",
-                  "dla_core", "timing_cache")
+_TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar", "dla_core", "cuda_layer")
 _auto_logged: set[tuple[str, str]] = set()
 
 
 def resolve_auto() -> tuple[str, str]:
-    """(backend, reason) that ``auto`` picks here: TensorRT if importable with pycuda and a GPU, else ONNX Runtime."""
-    from edge_infer.backends.tensorrt.runtime import availability
+    """(backend, reason) that ``auto`` picks here: TensorRT with a CUDA layer and a GPU, else ONNX Runtime."""
+    from edge_infer.backends.tensorrt.trt import availability
 
     ok, reason = availability()
     return ("tensorrt", reason) if ok else ("onnxruntime", reason)
@@ -36,25 +34,6 @@ def resolve_auto() -> tuple[str, str]:
 
 def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in names and v is not None}
-
-
-def _engine_for(model_path: str, options: dict[str, Any]) -> str:
-    """An engine path for ``model_path``: itself when it is an engine, else built/reused via the engine cache."""
-    if Path(model_path).suffix != ".onnx":
-        return model_path
-    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_range
-    from edge_infer.backends.tensorrt.cache import get_engine
-
-    c = _pick(options, _CACHE_OPTIONS)
-    batch = c.get("batch")
-    if isinstance(batch, str):
-        batch = parse_range(batch)
-    profiles = c.get("profiles") or derive_profiles(onnx_inputs(model_path), c.get("spec_profile"), batch)
-    opts = BuildOptions(precision=c.get("precision", "fp16"), workspace_mb=int(c.get("workspace_mb", 1024)),
-                        profiles=profiles, dla_core=c.get("dla_core"), timing_cache=c.get("timing_cache"),
-                        device=int(options.get("device", 0)))
-    cache_dir = c.get("engine_dir") or Path(model_path).parent / "engines"
-    return str(get_engine(model_path, opts, cache_dir, policy=c.get("engine_build", "auto")).engine_path)
 
 
 def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
@@ -67,7 +46,7 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     ``input_names``/``output_names``/``input_shapes`` and, for checkpoints, ``architectures`` (the registry, e.g.
     :data:`edge_infer.models.architectures.ARCHITECTURES`), ``architecture``, ``arch_kwargs``,
     ``trust_checkpoint``; litert (``.tflite``) ``threads``; keras (``.h5``/``.keras``) none.
-    ``auto`` = TensorRT when it is importable (with pycuda) and a GPU is present, else ONNX Runtime; the
+    ``auto`` = TensorRT when it is importable (with cuda-python or pycuda) and a GPU is present, else ONNX Runtime; the
     choice and its reason are logged once per process and model.
     """
     if kind == "auto":
@@ -84,10 +63,12 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
 
         return OnnxRuntimeBackend(model_path, **_pick(options, _ORT_OPTIONS))
     if kind == "tensorrt":
-        from edge_infer.backends.tensorrt.runtime import TensorRTBackend, import_tensorrt
+        from edge_infer.backends.tensorrt.cache import engine_for
+        from edge_infer.backends.tensorrt.runtime import TensorRTBackend
+        from edge_infer.backends.tensorrt.trt import import_tensorrt
 
         import_tensorrt()  # the clear "install python3-libnvinfer" error before any engine build is attempted
-        return TensorRTBackend(_engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
+        return TensorRTBackend(engine_for(model_path, options), **_pick(options, _TRT_OPTIONS))
     if kind == "torch":
         from edge_infer.backends.torch_backend import TorchBackend
 

@@ -68,6 +68,7 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
         log_severity_level: int | None = None,
+        provider_options: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         super().__init__(model_path)
         try:
@@ -82,7 +83,9 @@ class OnnxRuntimeBackend(Backend):
             opts.log_severity_level = int(log_severity_level)
         self.providers = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers,
+                                                provider_options=[dict((provider_options or {}).get(p, {}))
+                                                                  for p in self.providers])
         except Exception as e:
             raise BackendError(f"ONNX Runtime could not load {model_path}: {e}") from e
         self.name = f"onnxruntime[{self.session.get_providers()[0]}]"

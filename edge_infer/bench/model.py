@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edge_infer.backends import Backend, BackendError, create_backend
+from edge_infer.backends.memory import memory_usage
 from edge_infer.errors import EdgeInferError
 from edge_infer.fileio import atomic_save_figure, atomic_write_json, sha256_file
 from edge_infer.offline.compare import max_abs_diff
@@ -111,13 +112,14 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
         if ep not in available_providers():
             raise _Skip(f"{ep} is not in this onnxruntime build ({available_providers()}); "
                         "install onnxruntime-gpu (Jetson: the JetPack wheel)")
-        b = create_backend("onnxruntime", str(onnx_path), providers=[ep], intra_op_threads=threads or 0)
+        b = create_backend("onnxruntime", str(onnx_path), providers=[ep], intra_op_threads=threads or 0,
+                           provider_options=_ort_ep_options(ep, onnx_path, config))
         active = b.session.get_providers()[0]
         if active != ep:
             raise _Skip(f"{ep} is listed but did not initialise (session runs on {active}): no GPU / CUDA libraries?")
         return b, f"providers {b.session.get_providers()}"
     if backend == "tensorrt":
-        from edge_infer.backends.tensorrt.runtime import availability
+        from edge_infer.backends.tensorrt.trt import availability
 
         ok, reason = availability()
         if not ok:
@@ -134,6 +136,17 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
                            engine_dir=config.engine_dir, engine_build=config.engine_build)
         return b, f"{config.precision} engine {b.model_path}"
     raise BenchError(f"unknown backend '{backend}'; choose from {BACKENDS}")
+
+
+def _ort_ep_options(ep: str, onnx_path: Path, config: ModelBenchConfig) -> dict[str, dict[str, Any]]:
+    """ONNX Runtime's TensorRT EP with the same precision as the tensorrt column and its engine + timing cache
+    (without them every run rebuilds engines in fp32 and the column compares nothing)."""
+    if ep != "TensorrtExecutionProvider":
+        return {}
+    cache = str(Path(config.engine_dir or Path(onnx_path).parent / "engines") / "ort_trt")
+    os.makedirs(cache, exist_ok=True)
+    return {ep: {"trt_fp16_enable": config.precision == "fp16", "trt_engine_cache_enable": True,
+                 "trt_engine_cache_path": cache, "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}}
 
 
 def time_runs(run: Callable[[], Any], warmup: int, runs: int, max_seconds: float, min_runs: int) -> list[float]:
@@ -207,6 +220,7 @@ def bench_one_model(name: str, models_dir: Path, config: ModelBenchConfig, zoo: 
                     entry["results"].append(rec)
                     continue
                 st = latency_stats(times)
+                rec["memory"] = memory_usage()  # host RSS (and device memory in use on a GPU) after the runs
                 if backend == "torch":
                     torch_mean[b] = st.mean
                 rec.update(status="ok", runs=st.count, latency_ms=st.as_dict(),

@@ -48,7 +48,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def _model(args: argparse.Namespace) -> int:
     from edge_infer.bench.model import ModelBenchConfig, run_benchmark, summary_table
-    from edge_infer.backends.tensorrt.build import parse_shape
+    from edge_infer.backends.tensorrt.profiles import parse_shape
 
     w, h = parse_shape(args.resolution)
     mdir = models_dir(args)

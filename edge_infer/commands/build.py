@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson AGX/NX)")
     p.add_argument("--no-gpu-fallback", action="store_true", help="with --dla-core: fail instead of using the GPU")
     p.add_argument("--strongly-typed", choices=("auto", "on", "off"), default="auto",
-                   help="auto = strongly typed for int8 QDQ models on TensorRT >= 10")
+                   help="auto = strongly typed for int8 QDQ models on TensorRT >= 10, always on TensorRT 11")
+    p.add_argument("--fp16-source", choices=("auto", "flag", "onnx"), default="auto",
+                   help="fp16 from BuilderFlag.FP16 (flag; TensorRT <= 10) or from an FP16 ONNX built strongly typed "
+                        "(onnx; the only way on TensorRT 11); auto = flag where it exists")
     p.add_argument("--opt-level", type=int, choices=range(6), help="builder optimization level (TensorRT default 3)")
     p.add_argument("-o", "--out", help="engine path (default: <engine dir>/<model>.<precision>.engine)")
     p.add_argument("--engine-dir", help="engine directory (default: <models dir>/engines)")
@@ -31,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-command", choices=("trtexec", "polygraphy"),
                    help="print the equivalent command line and exit (no TensorRT needed)")
     p.add_argument("--trt-major", type=int, help="with --print-command: target TensorRT major version "
-                   "(default: the installed one, else 10)")
+                   "(default: trtexec's own with --via trtexec, else the installed bindings', else 10)")
     p.add_argument("--via", choices=("python", "trtexec"), default="python",
                    help="build with the TensorRT Python API or by running trtexec")
     add_models_dir(p)
@@ -60,23 +63,42 @@ def _targets(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace, onnx_path: Path, spec, engine_dir: Path):
-    from edge_infer.backends.tensorrt.build import BuildOptions, derive_profiles, onnx_inputs, parse_profile_arg, parse_range
+    from edge_infer.backends.tensorrt.build import BuildOptions
+    from edge_infer.backends.tensorrt.profiles import parse_profile_arg
 
-    explicit = dict(parse_profile_arg(t) for t in args.profile)
-    batch = parse_range(args.batch) if args.batch else None
-    profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile if spec else None, batch, explicit)
     tc = args.timing_cache or str(engine_dir / "timing.cache")
-    return BuildOptions(
-        precision=args.precision, workspace_mb=args.workspace_mb, profiles=profiles,
-        timing_cache=None if tc == "none" else tc, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
-        strongly_typed=args.strongly_typed, optimization_level=args.opt_level,
+    return BuildOptions.for_onnx(
+        onnx_path, spec_profile=spec.profile if spec else None, batch=args.batch,
+        explicit_profiles=dict(parse_profile_arg(t) for t in args.profile),
+        precision=args.precision, workspace_mb=args.workspace_mb, timing_cache=None if tc == "none" else tc,
+        dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback, strongly_typed=args.strongly_typed,
+        fp16_source=args.fp16_source, optimization_level=args.opt_level,
     )
 
 
+def _target_major(args: argparse.Namespace) -> int:
+    from edge_infer.backends.tensorrt.tool_commands import find_trtexec, trtexec_version
+    from edge_infer.backends.tensorrt.trt import parse_major, tensorrt_version
+
+    if args.trt_major:
+        return args.trt_major
+    if args.via == "trtexec" or args.print_command == "trtexec":
+        try:
+            major = parse_major(trtexec_version(find_trtexec()))
+        except Exception:  # no trtexec here: the line is for another machine
+            major = 0
+        if major:
+            return major
+    return parse_major(tensorrt_version()) or 10
+
+
 def _build(args: argparse.Namespace) -> int:
-    from edge_infer.backends.tensorrt.runtime import tensorrt_version
     from edge_infer.backends.tensorrt import build as eb
     from edge_infer.backends.tensorrt.cache import engine_path_for, get_engine
+    from edge_infer.backends.tensorrt.tool_commands import format_command
+    from edge_infer.offline.fp16_check import install
+
+    install()  # FP16 graphs (TensorRT 11, --fp16-source onnx) must pass the project's task validation
 
     engine_dir = Path(args.engine_dir).expanduser() if args.engine_dir else models_dir(args) / "engines"
     echo = (lambda s: None) if args.json else print
@@ -86,14 +108,14 @@ def _build(args: argparse.Namespace) -> int:
             if not onnx_path.is_file():
                 raise eb.BuildError(f"{onnx_path} not found (run `edge-infer zoo fetch`)")
             options = _options(args, onnx_path, spec, engine_dir)
-            engine = Path(args.out).expanduser() if args.out else engine_path_for(engine_dir, onnx_path, args.precision)
+            engine = Path(args.out).expanduser() if args.out else engine_path_for(engine_dir, onnx_path, args.precision,
+                                                                                  args.dla_core)
             if args.print_command:
-                major = args.trt_major or eb._major(tensorrt_version()) or 10
-                strongly = eb.use_strongly_typed(options, major, eb.has_qdq(onnx_path))
-                cmd = (eb.trtexec_command(onnx_path, engine, options, strongly_typed=strongly)
-                       if args.print_command == "trtexec" else eb.polygraphy_command(onnx_path, engine, options, strongly))
-                line = eb.format_command(cmd)
-                results.append({"model": name, "command": cmd, "line": line})
+                major = _target_major(args)
+                cmd, parsed = eb.command_for(args.print_command, onnx_path, engine, options, major)
+                line = format_command(cmd)
+                results.append({"model": name, "command": cmd, "line": line, "trt_major": major,
+                                "route": parsed.route.kind, "parsed_onnx": parsed.record})
                 if not args.json:
                     print(line)
                 continue

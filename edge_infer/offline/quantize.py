@@ -1,6 +1,6 @@
 """FP16 (fp32 I/O kept), INT8 dynamic and INT8 static QDQ variants of an ONNX model, with size reports.
 
-* fp16: ONNX Runtime's float16 converter with ``keep_io_types=True`` — callers keep feeding float32 and a
+* fp16: :mod:`edge_infer.backends.tensorrt.fp16_onnx` (ONNX Runtime's float16 converter, ``keep_io_types=True``) — callers keep feeding float32 and a
   Cast at each end does the rest; TensorRT builds FP16 engines from it directly.
 * int8 (static QDQ): symmetric per-channel weights and symmetric activations (what TensorRT's explicit
   quantization expects), calibrated by MinMax on real inputs made by the model's own preprocessing from a
@@ -27,17 +27,6 @@ def _size_report(src: Path, dst: Path) -> dict[str, Any]:
     return {"size_before": a, "size_bytes": b, "reduction_pct": round(100.0 * (1 - b / a), 1), "ratio": round(a / b, 2)}
 
 
-def toposort(model, ir_version: int):
-    """The converter appends its input Casts at the end of the node list; ONNX requires topological order."""
-    import onnx_graphsurgeon as gs
-
-    graph = gs.import_onnx(model)
-    graph.toposort()
-    out = gs.export_onnx(graph, do_type_check=False)
-    out.ir_version = ir_version  # graphsurgeon stamps the newest IR, which ONNX Runtime may not read yet
-    return out
-
-
 def upgrade_opset(src: Path, dst: Path, minimum: int = 13) -> Path:
     """Per-channel QDQ (DequantizeLinear axis) needs opset >= 13; convert older models, or return src."""
     import onnx
@@ -58,20 +47,17 @@ def upgrade_opset(src: Path, dst: Path, minimum: int = 13) -> Path:
 
 
 def to_fp16(src: Path, tmp: Path) -> dict[str, Any]:
+    """The project's one FP16 converter (shared with the TensorRT builder for TensorRT 11)."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = load_onnx(src)
-    # ops whose fp16 form is numerically fragile or unsupported by ONNX Runtime's CPU kernels stay fp32
-    blocked = ["Range", "RandomNormal", "RandomUniform", "STFT", "DFT"]
+    from edge_infer.backends.tensorrt.fp16_onnx import BLOCKED_OPS, Fp16ConversionError, convert_fp16, converter_id
+
     try:
-        fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
-    except Exception as e:
-        sub = any(n.op_type in ("If", "Loop", "Scan") for n in model.graph.node)
-        hint = " (the converter does not handle If/Loop/Scan subgraphs; keep this model fp32)" if sub else ""
-        raise OfflineError(f"FP16 conversion of {src.name} failed: {type(e).__name__} {str(e).splitlines()[0] if str(e) else ''}{hint}") from None
-    onnx.save(toposort(fp16, model.ir_version), str(tmp))
-    return {"keep_io_types": True, "op_block_list": blocked}
+        fp16 = convert_fp16(load_onnx(src), src.name)
+    except Fp16ConversionError as e:
+        raise OfflineError(str(e)) from None
+    onnx.save(fp16, str(tmp))
+    return {"keep_io_types": True, "op_block_list": list(BLOCKED_OPS), "converter": converter_id()}
 
 
 class _Reader:

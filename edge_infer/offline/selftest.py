@@ -54,33 +54,35 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
             add(name, "SKIP", f"not run: {after} failed")
         return report
 
-    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
-    from edge_infer.backends.tensorrt.runtime import TensorRTUnavailable, import_tensorrt
+    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, available_layer, gpu_count
+    from edge_infer.offline.fp16_check import install
+
+    install()  # FP16 graphs (TensorRT 11) must pass the project's task validation
+    from edge_infer.backends.tensorrt.trt import TensorRTUnavailable, import_tensorrt
 
     try:
         trt = import_tensorrt()
         add("tensorrt", "PASS", f"TensorRT {trt.__version__}")
     except TensorRTUnavailable as e:
         add("tensorrt", "FAIL", f"TensorRT is unavailable on this machine: {e}")
-        add("pycuda + GPU", "SKIP", "not run: tensorrt failed")
+        add("CUDA layer + GPU", "SKIP", "not run: tensorrt failed")
         return skip_rest("tensorrt")
-    try:
-        import pycuda  # noqa: F401
-    except ImportError:
-        add("pycuda + GPU", "FAIL", PYCUDA_HINT)
-        return skip_rest("pycuda")
+    layer = available_layer()
+    if layer is None:
+        add("CUDA layer + GPU", "FAIL", PYCUDA_HINT)
+        return skip_rest("CUDA layer")
     n = gpu_count()
     if n == 0:
-        add("pycuda + GPU", "FAIL", "no CUDA GPU found (libcuda reports 0 devices)")
+        add("CUDA layer + GPU", "FAIL", "no CUDA GPU found (libcuda reports 0 devices)")
         return skip_rest("GPU")
     from edge_infer.backends.tensorrt.cuda import device_info
 
     dev = device_info(0)
-    add("pycuda + GPU", "PASS", f"{dev.name} (compute {dev.compute_capability}, {dev.total_memory_mb} MB)",
+    add("CUDA layer + GPU", "PASS", f"{dev.name} (compute {dev.compute_capability}, {dev.total_memory_mb} MB) via {layer}",
         gpus=n, compute_capability=dev.compute_capability)
 
     from edge_infer.backends import create_backend
-    from edge_infer.backends.tensorrt.build import BuildOptions, build_engine, derive_profiles, onnx_inputs
+    from edge_infer.backends.tensorrt.build import BuildOptions, build_engine
     from edge_infer.models.spec import load_zoo
     from edge_infer.offline.compare import compare
     from edge_infer.offline.inputs import frame_input
@@ -89,8 +91,9 @@ def run_selftest(models_dir: Path, model: str = "emotion", precision: str = "fp1
     onnx_path = spec.path(models_dir)
     ort = create_backend("onnxruntime", str(onnx_path))
     inp = frame_input(spec.task, ort.inputs, Path(models_dir))
-    profiles = derive_profiles(onnx_inputs(onnx_path), spec.profile, (1, 1, max_batch))
-    options = BuildOptions(precision=precision, profiles=profiles, workspace_mb=512)
+    options = BuildOptions.for_onnx(onnx_path, spec_profile=spec.profile, batch=(1, 1, max_batch), precision=precision,
+                                    workspace_mb=512)
+    profiles = options.profiles
     tmp = None
     if engine_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="edge_infer_selftest_")

@@ -17,6 +17,8 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
+from edge_infer.backends import close_backends
+from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.audio_pipeline import AudioPipeline, SpeechSegmentEvent, VadEvent, WakeWordEvent
 from edge_infer.pipeline.stream_health import OK, WARN
@@ -145,10 +147,12 @@ class AudioNode(Node):
             response.message = f"backends are {names}: there are no TensorRT engines to rebuild"
             return response
         try:
-            self.pipeline = self._make_pipeline(engine_build="force")
+            new = self._make_pipeline(engine_build="force")
         except Exception as e:
             response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
             return response
+        old, self.pipeline = self.pipeline, new
+        close_backends(old)  # free the old engines, buffers and contexts
         response.success, response.message = True, "engines rebuilt"
         return response
 
@@ -170,6 +174,7 @@ class AudioNode(Node):
         self._period_counts = (st["chunks"], st["lost_chunks"])
         loss_ratio = lost / (chunks + lost) if chunks + lost else 0.0
         values["lost_chunks_last_period"], values["loss_ratio_last_period"] = lost, f"{loss_ratio:.3f}"
+        values.update(runtime_diagnostics())
         level, message = OK, "ok" if st["chunks"] else "waiting for audio"
         if self.max_loss_ratio and loss_ratio > self.max_loss_ratio:
             level, message = WARN, f"transport lost {lost}/{chunks + lost} audio chunks"
@@ -179,6 +184,10 @@ class AudioNode(Node):
             level, message = WARN, f"bad input: {st['last_issue']}"
         self.diag_pub.publish(status_array(self, f"{self.get_name()}: audio pipeline", self.get_fully_qualified_name(),
                                            level, message, values))
+
+    def destroy_node(self) -> None:
+        close_backends(self.pipeline)
+        super().destroy_node()
 
 
 def main(args=None) -> None:

@@ -19,6 +19,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from edge_infer.backends import close_backends
+from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
 from edge_infer.pipeline.face_pipeline import FacePipeline
@@ -157,7 +159,8 @@ class FacePipelineNode(Node):
             response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
             return response
         with self._cv:  # the worker takes frames under this lock: swap between frames
-            self.pipeline = new
+            old, self.pipeline = self.pipeline, new
+        close_backends(old)  # free the old engines, buffers and contexts
         response.success, response.message = True, "engines rebuilt"
         return response
 
@@ -165,13 +168,14 @@ class FacePipelineNode(Node):
         self.diag_pub.publish(diagnostic_array(
             self, f"{self.get_name()}: face pipeline", self.get_fully_qualified_name(), self.stats, self.bounds,
             {"backend": self.pipeline.backend_name, "models": "face_detector, emotion, face_mesh",
-             "input_qos": ", ".join(i.describe() for i in self.inputs)}))
+             "input_qos": ", ".join(i.describe() for i in self.inputs), **runtime_diagnostics()}))
 
     def destroy_node(self) -> None:
         with self._cv:
             self._running = False
             self._cv.notify_all()
         self._worker.join(timeout=5.0)
+        close_backends(self.pipeline)
         super().destroy_node()
 
 

@@ -1,51 +1,41 @@
-"""Build TensorRT engines on the robot from (sanitized) ONNX models: TensorRT 8.6 and 10.x Python API.
+"""Build TensorRT engines on the robot from (sanitized) ONNX models: TensorRT 8.6, 10.x and 11.x Python API.
 
 Engines are specific to the GPU and TensorRT version, so they are built where they run. Everything that
-decides *what* to build is pure Python and tested without a GPU: optimization profiles from the model spec
-or the command line (:func:`derive_profiles`), explicit-quantization detection (:func:`has_qdq`), the options
-that make up the cache key (:class:`BuildOptions`), the equivalent ``trtexec`` / ``polygraphy`` command
-lines, and the metadata sidecar. The TensorRT calls themselves are in :func:`_build_serialized` and the two
-small helpers it uses.
+decides *what* to build is pure Python and tested without a GPU: the options that make up the cache key
+(:class:`BuildOptions`), profiles (:mod:`.profiles`), the precision route (:mod:`.precision`: what fp16 and
+int8 mean on this TensorRT), the timing cache (:mod:`.timing_cache`), the command lines (:mod:`.tool_commands`)
+and the sidecar. The TensorRT calls are :func:`_create_network`, :func:`_configure` and
+:func:`_build_serialized`; CPU tests run them against the real bindings of 8.6, 10.3, 10.16 and 11.4.
 
-Precision:
-- ``fp32``; ``fp16`` (BuilderFlag.FP16, TensorRT may keep layers in fp32 where faster/necessary);
-- ``int8`` only from QDQ models (``edge-infer quantize``): explicit quantization, the scales are in the graph.
-  On TensorRT >= 10 such networks are built *strongly typed* (NetworkDefinitionCreationFlag.STRONGLY_TYPED:
-  the types in the ONNX decide, precision flags are not used), the recommended way for QDQ models; on 8.6
-  the network is created with EXPLICIT_BATCH and the INT8 (+ FP16 for the unquantized layers) flags are set.
-  Implicit (calibration-based) INT8 is deprecated in TensorRT 10 and is not offered.
+Precision (see :mod:`.precision`): ``fp32``; ``fp16`` by ``BuilderFlag.FP16`` where it exists, else an FP16
+ONNX (the project's converter, validated, fp32 when it fails) built strongly typed; ``int8`` only from QDQ
+models. DLA (Jetson AGX/NX) runs FP16/INT8 with static shapes only, so fp32 or dynamic profiles with a DLA
+core are refused instead of silently running on the GPU.
 """
 
 from __future__ import annotations
 
-from edge_infer.errors import EdgeInferError
 import logging
-import os
 import platform
-import re
-import shlex
-import shutil
 import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
+from edge_infer.backends.tensorrt import sidecar
+from edge_infer.backends.tensorrt.precision import (FP16_SOURCES, PRECISIONS, BuildError, Capabilities, Route,
+                                                    choose_route, fallback_fp32, fp16_graph_for, require_qdq,
+                                                    route_key)
+from edge_infer.backends.tensorrt.profiles import Profile, derive_profiles, is_static, onnx_inputs, parse_range
+from edge_infer.backends.tensorrt.progress import BUILDS, BuildState, progress_monitor
+from edge_infer.backends.tensorrt.timing_cache import TimingCache, keyed_path
+from edge_infer.backends.tensorrt.tool_commands import (find_trtexec, format_command, polygraphy_command,
+                                                        trtexec_command, trtexec_version)
+from edge_infer.backends.tensorrt.trt import import_tensorrt, logger, parse_major, tensorrt_version
 from edge_infer.fileio import atomic_path, atomic_write_bytes, sha256_file
-from edge_infer.backends.tensorrt.cache import identity_dict, write_sidecar
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "fp16", "int8")
-TRTEXEC_DIRS = ("/usr/src/tensorrt/bin",)  # JetPack installs trtexec here, not on PATH
-Shape = tuple[int, ...]
-Profile = tuple[Shape, Shape, Shape]  # (min, opt, max)
-
-
-class BuildError(EdgeInferError, RuntimeError):
-    """The engine could not be built; the message names the model and the cause."""
-
 
 # ---------------------------------------------------------------------------------------------- options
 @dataclass
@@ -56,7 +46,8 @@ class BuildOptions:
     timing_cache: str | None = None  # path; read before and written after the build
     dla_core: int | None = None  # Jetson AGX/NX DLA core (0/1); None = GPU
     gpu_fallback: bool = True  # with DLA: layers the DLA cannot run go to the GPU
-    strongly_typed: str = "auto"  # auto (TRT >= 10 and QDQ) | on | off
+    strongly_typed: str = "auto"  # auto | on | off (see precision.choose_route)
+    fp16_source: str = "auto"  # auto: BuilderFlag.FP16 where it exists, else an FP16 ONNX | flag | onnx
     optimization_level: int | None = None  # builder optimization level 0..5 (TRT default 3)
     device: int = 0
 
@@ -65,9 +56,23 @@ class BuildOptions:
             raise BuildError(f"unknown precision '{self.precision}'; use one of {PRECISIONS}")
         if self.strongly_typed not in ("auto", "on", "off"):
             raise BuildError(f"strongly_typed must be auto|on|off, not '{self.strongly_typed}'")
+        if self.fp16_source not in FP16_SOURCES:
+            raise BuildError(f"fp16_source must be one of {FP16_SOURCES}, not '{self.fp16_source}'")
         if self.workspace_mb <= 0:
             raise BuildError(f"workspace must be positive, got {self.workspace_mb} MB")
         self.profiles = {k: tuple(tuple(int(d) for d in s) for s in v) for k, v in self.profiles.items()}
+        if self.dla_core is not None:
+            self._check_dla()
+
+    def _check_dla(self) -> None:
+        """DLA runs FP16/INT8 layers with static shapes; anything else would silently run on the GPU."""
+        if self.precision == "fp32":
+            raise BuildError("DLA runs FP16 or INT8 only: an fp32 engine with --dla-core would run every layer on the "
+                             "GPU (with GPU fallback) or fail; use --precision fp16 / int8, or drop --dla-core")
+        dynamic = [n for n, p in self.profiles.items() if not is_static(p)]
+        if dynamic:
+            raise BuildError(f"DLA needs static shapes, the profiles of {dynamic} are ranges (min != max); give a "
+                             "fixed batch (--batch 1) or a static --profile NAME:S:S:S, or drop --dla-core")
 
     def key_dict(self) -> dict[str, Any]:
         """The options that change the engine (the timing cache path and the device index do not)."""
@@ -78,287 +83,150 @@ class BuildOptions:
             "dla_core": self.dla_core,
             "gpu_fallback": self.gpu_fallback if self.dla_core is not None else None,
             "strongly_typed": self.strongly_typed,
+            "fp16_source": self.fp16_source if self.precision == "fp16" else None,
             "optimization_level": self.optimization_level,
         }
+
+    def engine_key(self, caps: "Capabilities | int") -> dict[str, Any]:
+        """:meth:`key_dict` plus what the route adds for this TensorRT (route kind, FP16 converter version)."""
+        return {**self.key_dict(), **route_key(self.precision, self.strongly_typed, self.fp16_source, caps)}
+
+    def route(self, caps: "Capabilities | int") -> Route:
+        return choose_route(self.precision, self.strongly_typed, self.fp16_source, caps)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["profiles"] = {k: [list(s) for s in v] for k, v in self.profiles.items()}
         return d
 
+    @classmethod
+    def for_onnx(
+        cls,
+        onnx_path: str | Path,
+        *,
+        profiles: Mapping[str, Profile] | None = None,
+        spec_profile: Mapping[str, Any] | None = None,
+        batch: str | tuple[int, int, int] | None = None,
+        explicit_profiles: Mapping[str, Profile] | None = None,
+        **fields_: Any,
+    ) -> "BuildOptions":
+        """The one place options are assembled for a model (engine cache, ``edge-infer build``, selftest).
 
-# ---------------------------------------------------------------------------------------------- shapes
-def parse_shape(text: str) -> Shape:
-    """``1x3x640x640`` (trtexec style) or ``1,3,640,640`` / ``[1,3,640,640]`` -> (1, 3, 640, 640)."""
-    t = text.strip().strip("[]()")
-    parts = re.split(r"[x,]", t) if t else []
+        ``profiles`` when given are used as they are; otherwise they are derived from the ONNX inputs, the
+        zoo spec's ``profile``, ``batch`` (``"1:4:8"`` or a tuple) and ``explicit_profiles`` (``--profile``)
+        by :func:`derive_profiles`. ``fields_`` are the other dataclass fields; None means "the default".
+        """
+        known = {f.name for f in fields(cls)} - {"profiles"}
+        unknown = sorted(set(fields_) - known)
+        if unknown:
+            raise BuildError(f"unknown build options {unknown}; known: {sorted(known)}")
+        if isinstance(batch, str):
+            batch = parse_range(batch)
+        if not profiles:
+            profiles = derive_profiles(onnx_inputs(onnx_path), spec_profile, batch, explicit_profiles)
+        given = {k: v for k, v in fields_.items() if v is not None}
+        for k in ("workspace_mb", "device"):
+            if k in given:
+                given[k] = int(given[k])
+        return cls(profiles=dict(profiles), **given)
+
+
+
+# ---------------------------------------------------------------------------------------------- parsed ONNX
+def fp16_onnx_path(engine_dir: Path, onnx_path: Path) -> Path:
+    """Where the FP16 ONNX of a model lives: next to its engines (shared by GPU and DLA builds)."""
+    return engine_dir / f"{onnx_path.stem}.fp16.onnx"
+
+
+@dataclass
+class Parsed:
+    """The ONNX TensorRT parses for a route, and the route after a possible fp32 fallback."""
+
+    path: Path
+    route: Route
+    record: dict[str, Any]  # what the sidecar says about it
+
+
+def parsed_onnx(onnx_path: Path, engine_dir: Path, options: BuildOptions, caps: "Capabilities | int",
+                echo: Callable[[str], None] = log.info) -> Parsed:
+    """The one place that decides which graph is parsed: the model itself, or its FP16 ONNX (made, validated
+    and cached), or the model again when the FP16 graph was rejected (fp32, with the reason recorded)."""
+    route = options.route(caps)
+    if not route.needs_fp16_onnx:
+        return Parsed(onnx_path, route, {"file": onnx_path.name, "sha256": sidecar.onnx_digest(onnx_path),
+                                         "converter": None})
+    graph = fp16_graph_for(onnx_path, fp16_onnx_path(engine_dir, onnx_path), options.profiles)
+    record = {"converter": graph.converter, "validated_by": graph.validator, "validation": graph.reason}
+    if graph.ok:
+        return Parsed(graph.path, route, {"file": graph.path.name, "sha256": graph.sha256, **record})
+    fb = fallback_fp32(route, caps)
+    echo(f"[build] {onnx_path.name}: the FP16 graph failed validation ({graph.reason}); building fp32 instead")
+    return Parsed(onnx_path, fb, {"file": onnx_path.name, "sha256": sidecar.onnx_digest(onnx_path),
+                                  "fp16_rejected": graph.reason, **record})
+
+
+def _print_identity(device: int, major: int) -> dict[str, str]:
+    """The identity a build here would have, as far as it can be known without building (for file names)."""
+    installed = tensorrt_version()
+    version = installed if installed and parse_major(installed) == major else str(major)
     try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise BuildError(f"bad shape '{text}': use e.g. 1x3x640x640") from None
-    if not shape or any(d <= 0 for d in shape):
-        raise BuildError(f"bad shape '{text}': dimensions must be positive integers")
-    return shape
+        return sidecar.machine_identity(device, version)
+    except Exception:  # no CUDA here: the printed line is for another machine
+        return sidecar.engine_identity(version, "unknown", "unknown")
 
 
-def parse_range(text: str) -> tuple[int, int, int]:
-    """``--batch``: ``1:4:8`` -> (1, 4, 8); ``1:8`` -> (1, 1, 8) (opt = min); ``8`` -> (8, 8, 8)."""
-    try:
-        vals = [int(v) for v in text.split(":")]
-    except ValueError:
-        raise BuildError(f"bad range '{text}': use MIN:OPT:MAX, e.g. 1:4:8") from None
-    if len(vals) == 1:
-        vals = vals * 3
-    elif len(vals) == 2:
-        vals = [vals[0], vals[0], vals[1]]
-    if len(vals) != 3 or not (0 < vals[0] <= vals[1] <= vals[2]):
-        raise BuildError(f"bad range '{text}': need 0 < MIN <= OPT <= MAX")
-    return vals[0], vals[1], vals[2]
-
-
-def parse_profile_arg(text: str) -> tuple[str, Profile]:
-    """``name:MINxSHAPE:OPTxSHAPE:MAXxSHAPE`` (``--profile input:1x1x64x64:4x1x64x64:8x1x64x64``)."""
-    parts = text.rsplit(":", 3)
-    if len(parts) != 4 or not parts[0]:
-        raise BuildError(f"bad --profile '{text}': use NAME:MIN:OPT:MAX with shapes like 1x3x640x640")
-    name, lo, opt, hi = parts
-    return name, _check_profile(name, (parse_shape(lo), parse_shape(opt), parse_shape(hi)))
-
-
-def _check_profile(name: str, prof: Profile) -> Profile:
-    lo, opt, hi = prof
-    if not (len(lo) == len(opt) == len(hi)):
-        raise BuildError(f"profile for '{name}': min/opt/max have different ranks {lo} {opt} {hi}")
-    if any(not (a <= b <= c) for a, b, c in zip(lo, opt, hi)):
-        raise BuildError(f"profile for '{name}': need min <= opt <= max in every dimension, got {lo} {opt} {hi}")
-    return prof
-
-
-def onnx_inputs(onnx_path: str | Path) -> list[tuple[str, tuple[int | str | None, ...]]]:
-    """Graph inputs (initializers excluded) as (name, dims); a dim is an int, a symbolic name, or None."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = []
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(d.dim_param or None)
-        out.append((vi.name, tuple(dims)))
-    return out
-
-
-def has_qdq(onnx_path: str | Path) -> bool:
-    """True when the model carries QuantizeLinear/DequantizeLinear nodes (explicit quantization)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    graphs = [model.graph]
-    while graphs:
-        g = graphs.pop()
-        for n in g.node:
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                return True
-            graphs.extend(a.g for a in n.attribute if a.type == onnx.AttributeProto.GRAPH)
-    return False
-
-
-def derive_profiles(
-    inputs: Sequence[tuple[str, tuple[int | str | None, ...]]],
-    spec_profile: Mapping[str, Sequence[Sequence[int]]] | None = None,
-    batch: tuple[int, int, int] | None = None,
-    explicit: Mapping[str, Profile] | None = None,
-) -> dict[str, Profile]:
-    """Optimization profiles for the dynamic inputs of a model, most specific source first:
-
-    1. ``explicit`` (``--profile name:MIN:OPT:MAX``) for that input;
-    2. the model spec's ``profile`` (config/models.yaml): either {min, opt, max}, which describes the *first*
-       input (spec tensor names may differ from the exported names, e.g. face_mesh ``input`` vs ``image``),
-       or {input_name: {min, opt, max}, ...} for models with several dynamic inputs;
-    3. static dimensions as they are, dynamic batch (dim 0) = ``batch`` or 1.
-    ``batch`` (``--batch 1:4:8``) then overrides dim 0 of every input whose dim 0 is dynamic.
-    Inputs with only static dims get no profile (TensorRT needs none). A profile that contradicts a
-    static dimension, or a dynamic non-batch dimension with no source, is an error naming the input.
-    """
-    explicit = dict(explicit or {})
-    unknown = set(explicit) - {n for n, _ in inputs}
-    if unknown:
-        raise BuildError(f"--profile names unknown inputs {sorted(unknown)}; the model's inputs are "
-                         f"{[n for n, _ in inputs]}")
-    profiles: dict[str, Profile] = {}
-    for idx, (name, dims) in enumerate(inputs):
-        dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
-        if name in explicit:
-            prof = explicit[name]
-        elif not dynamic:
-            continue
-        elif spec_profile and name in spec_profile and isinstance(spec_profile[name], Mapping):
-            prof = tuple(tuple(int(d) for d in spec_profile[name][k]) for k in ("min", "opt", "max"))
-        elif idx == 0 and spec_profile and all(k in spec_profile for k in ("min", "opt", "max")):
-            prof = tuple(tuple(int(d) for d in spec_profile[k]) for k in ("min", "opt", "max"))
-        else:
-            missing = [i for i in dynamic if i != 0]
-            if missing:
-                raise BuildError(f"input '{name}' {list(dims)} has dynamic dimensions {missing} besides the batch; "
-                                 f"give its shapes with --profile {name}:MIN:OPT:MAX (e.g. 1x3x384x640)")
-            one = tuple(1 if not isinstance(d, int) else d for d in dims)
-            prof = (one, one, one)
-        prof = tuple(tuple(s) for s in prof)
-        if batch is not None and dims and not isinstance(dims[0], int) and name not in explicit:
-            prof = tuple((b, *s[1:]) for b, s in zip(batch, prof))
-        for s in prof:
-            if len(s) != len(dims):
-                raise BuildError(f"profile for input '{name}' has rank {len(s)} {list(s)}, the model input is "
-                                 f"{list(dims)} (rank {len(dims)})")
-            bad = [i for i, (want, got) in enumerate(zip(dims, s)) if isinstance(want, int) and want != got]
-            if bad:
-                raise BuildError(f"profile shape {list(s)} for input '{name}' contradicts its static dimensions "
-                                 f"{list(dims)} at axes {bad}")
-        profiles[name] = _check_profile(name, prof)  # type: ignore[arg-type]
-    return profiles
-
-
-# ---------------------------------------------------------------------------------------------- command lines
-def _x(shape: Sequence[int]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def trtexec_command(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions, trtexec: str = "trtexec",
-                    strongly_typed: bool = False) -> list[str]:
-    """The trtexec invocation that builds the same engine (flags valid for TensorRT 8.6 and 10.x)."""
-    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
-           f"--memPoolSize=workspace:{options.workspace_mb}"]  # MiB in both 8.6 and 10
-    if strongly_typed:
-        cmd.append("--stronglyTyped")
-    else:
-        if options.precision in ("fp16", "int8"):
-            cmd.append("--fp16")
-        if options.precision == "int8":
-            cmd.append("--int8")
-    if options.profiles:
-        for flag, i in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
-            cmd.append(f"{flag}=" + ",".join(f"{n}:{_x(p[i])}" for n, p in options.profiles.items()))
-    if options.timing_cache:
-        cmd.append(f"--timingCacheFile={options.timing_cache}")
-    if options.dla_core is not None:
-        cmd.append(f"--useDLACore={options.dla_core}")
-        if options.gpu_fallback:
-            cmd.append("--allowGPUFallback")
-    if options.optimization_level is not None:
-        cmd.append(f"--builderOptimizationLevel={options.optimization_level}")
-    return cmd
-
-
-def polygraphy_command(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions,
-                       strongly_typed: bool = False) -> list[str]:
-    """The ``polygraphy convert`` invocation that builds the same engine."""
-    cmd = ["polygraphy", "convert", str(onnx_path), "--convert-to", "trt", "-o", str(engine_path),
-           "--pool-limit", f"workspace:{options.workspace_mb}M"]
-    if strongly_typed:
-        cmd.append("--strongly-typed")
-    else:
-        if options.precision in ("fp16", "int8"):
-            cmd.append("--fp16")
-        if options.precision == "int8":
-            cmd.append("--int8")
-    if options.profiles:
-        for flag, i in (("--trt-min-shapes", 0), ("--trt-opt-shapes", 1), ("--trt-max-shapes", 2)):
-            cmd += [flag, *(f"{n}:[{','.join(map(str, p[i]))}]" for n, p in options.profiles.items())]
-    if options.timing_cache:
-        cmd += ["--load-timing-cache", options.timing_cache, "--save-timing-cache", options.timing_cache]
-    if options.dla_core is not None:
-        # polygraphy has no DLA core selector: it uses core 0
-        cmd.append("--use-dla")
-        if options.gpu_fallback:
-            cmd.append("--allow-gpu-fallback")
-    if options.optimization_level is not None:
-        cmd += ["--builder-optimization-level", str(options.optimization_level)]
-    return cmd
-
-
-def format_command(cmd: Sequence[str]) -> str:
-    return " ".join(shlex.quote(c) for c in cmd)
-
-
-def find_trtexec() -> str:
-    found = shutil.which("trtexec")
-    if found:
-        return found
-    for d in TRTEXEC_DIRS:
-        p = Path(d) / "trtexec"
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    raise BuildError(f"trtexec not found on PATH or in {', '.join(TRTEXEC_DIRS)}; on Jetson it ships with JetPack "
-                     "(package libnvinfer-bin / tensorrt) in /usr/src/tensorrt/bin; build without --via trtexec to use "
-                     "the TensorRT Python API instead")
-
-
-# ---------------------------------------------------------------------------------------------- progress
-def _progress_monitor_class(trt: Any, echo: Callable[[str], None]) -> Any:
-    """An IProgressMonitor subclass (TensorRT >= 10) that reports phases, nested by indentation."""
-
-    class Monitor(trt.IProgressMonitor):  # type: ignore[name-defined, misc]
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-            self._depth: dict[str, int] = {}
-            self._steps: dict[str, int] = {}
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
-            self._depth[phase_name] = depth
-            self._steps[phase_name] = num_steps
-            if depth <= 1:  # deeper phases are per-tactic noise
-                echo(f"{'  ' * depth}[build] {phase_name} ({num_steps} steps)")
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            return True  # returning False would cancel the build
-
-        def phase_finish(self, phase_name: str) -> None:
-            if self._depth.pop(phase_name, 2) == 0:
-                echo(f"[build] {phase_name} done")
-
-    return Monitor()
+def command_for(tool: str, onnx_path: Path, engine_path: Path, options: BuildOptions, major: int,
+                trtexec: str = "trtexec") -> tuple[list[str], Parsed]:
+    """The trtexec / polygraphy line for target TensorRT ``major`` (``--print-command``); on the fp16-onnx
+    route the FP16 ONNX is made first so the line runs as printed."""
+    caps = Capabilities.of_major(major)
+    require_qdq(onnx_path, options.precision)
+    parsed = parsed_onnx(onnx_path, engine_path.parent, options, caps)
+    tc = keyed_path(options.timing_cache, _print_identity(options.device, major)) if options.timing_cache else None
+    if tool == "trtexec":
+        return trtexec_command(parsed.path, engine_path, options, parsed.route, trtexec, tc), parsed
+    if tool == "polygraphy":
+        return polygraphy_command(parsed.path, engine_path, options, parsed.route, tc), parsed
+    raise BuildError(f"unknown tool '{tool}' (trtexec | polygraphy)")
 
 
 # ---------------------------------------------------------------------------------------------- TensorRT
-def use_strongly_typed(options: BuildOptions, trt_major_version: int, qdq: bool) -> bool:
-    if options.strongly_typed == "on":
-        if trt_major_version < 10:
-            raise BuildError("strongly typed networks need TensorRT >= 10 (this is TensorRT "
-                             f"{trt_major_version}.x); use --strongly-typed off")
-        return True
-    if options.strongly_typed == "off":
-        return False
-    return trt_major_version >= 10 and options.precision == "int8" and qdq
-
-
-def _create_network(trt: Any, builder: Any, strongly_typed: bool) -> Any:
+def _create_network(trt: Any, builder: Any, strongly_typed: bool, caps: Capabilities) -> Any:
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif int(str(trt.__version__).split(".")[0]) < 10:
-        # 8.x: explicit batch is required for ONNX (deprecated and implied in 10, where 0 is correct)
+    elif caps.explicit_batch_flag:
+        # 8.x: explicit batch is required for ONNX (deprecated and implied in 10, gone in 11)
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     return builder.create_network(flags)
 
 
-def _configure(trt: Any, builder: Any, network: Any, config: Any, options: BuildOptions, strongly_typed: bool,
-               echo: Callable[[str], None]) -> tuple[Any, bytes | None]:
-    """Apply ``options`` to the builder config; returns (timing cache object, its bytes as loaded)."""
+def _add_profile(builder: Any, network: Any, config: Any, options: BuildOptions) -> None:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    shape_tensors = [t.name for t in inputs if t.is_shape_tensor]
+    if shape_tensors:
+        raise BuildError(f"inputs {shape_tensors} are shape tensors (their values are shapes); this builder sets "
+                         "shape profiles only. Fold them into constants (edge-infer sanitize) or export them static")
+    if not options.profiles:
+        return
+    unknown = sorted(set(options.profiles) - {t.name for t in inputs})
+    if unknown:
+        raise BuildError(f"profiles name {unknown}, the parsed network's inputs are {[t.name for t in inputs]}")
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in options.profiles.items():
+        profile.set_shape(name, lo, opt, hi)
+    if config.add_optimization_profile(profile) < 0:
+        raise BuildError(f"TensorRT rejected the optimization profile {options.profiles} (see the TensorRT log)")
+
+
+def _configure(trt: Any, builder: Any, network: Any, config: Any, options: BuildOptions, route: Route,
+               timing: TimingCache | None, state: BuildState, echo: Callable[[str], None]) -> None:
+    """Apply ``options`` and ``route`` to the builder config."""
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
-    if not strongly_typed:  # strongly typed networks take their precisions from the graph
-        if options.precision in ("fp16", "int8"):
-            if not getattr(builder, "platform_has_fast_fp16", True):
-                echo("[build] warning: this GPU has no fast FP16; the engine may be slower than expected")
-            config.set_flag(trt.BuilderFlag.FP16)
-        if options.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: scales come from the QDQ nodes
+    for flag in route.flags:  # weak typing only; strongly typed networks take their precisions from the graph
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if route.flags and not getattr(builder, "platform_has_fast_fp16", True):
+        echo("[build] warning: this GPU has no fast FP16; the engine may be slower than expected")
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
     if options.dla_core is not None:
@@ -368,64 +236,37 @@ def _configure(trt: Any, builder: Any, network: Any, config: Any, options: Build
         config.DLA_core = options.dla_core
         if options.gpu_fallback:
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    if options.profiles:
-        profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in options.profiles.items():
-            profile.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(profile)
-    cache_bytes = None
-    if options.timing_cache:
-        path = Path(options.timing_cache)
-        cache_bytes = path.read_bytes() if path.is_file() else b""
-        cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is rejected
-        if cache_bytes:
-            echo(f"[build] reusing timing cache {path} ({len(cache_bytes)} bytes)")
-    else:
-        cache = None
+    _add_profile(builder, network, config, options)
+    if timing is not None:
+        timing.attach(config)
     if hasattr(trt, "IProgressMonitor"):  # TensorRT >= 10
-        config.progress_monitor = _progress_monitor_class(trt, echo)
-    return cache, cache_bytes
+        config.progress_monitor = progress_monitor(trt, state, echo)
 
 
-def _build_serialized(onnx_path: Path, options: BuildOptions, echo: Callable[[str], None]) -> tuple[bytes, dict]:
-    from edge_infer.backends.tensorrt.runtime import import_tensorrt, trt_major
-
-    trt = import_tensorrt()
-    qdq = has_qdq(onnx_path)
-    if options.precision == "int8" and not qdq:
-        raise BuildError(f"{onnx_path.name} has no QuantizeLinear/DequantizeLinear nodes: int8 engines are built from "
-                         "QDQ models (explicit quantization). Run `edge-infer quantize` first, or use fp16")
-    strongly = use_strongly_typed(options, trt_major(trt), qdq)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = _create_network(trt, builder, strongly)
-    parser = trt.OnnxParser(network, logger)
+def _build_serialized(trt: Any, parsed: Parsed, options: BuildOptions, caps: Capabilities,
+                      timing: TimingCache | None, state: BuildState, echo: Callable[[str], None]) -> bytes:
+    route = parsed.route
+    builder = trt.Builder(logger(trt))
+    network = _create_network(trt, builder, route.strongly_typed, caps)
+    parser = trt.OnnxParser(network, logger(trt))
+    state.phase = "parsing"
     # parse_from_file resolves external data (.onnx.data) next to the model
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(parsed.path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise BuildError(f"TensorRT's ONNX parser rejected {onnx_path}: " + " | ".join(errors)
+        raise BuildError(f"TensorRT's ONNX parser rejected {parsed.path}: " + " | ".join(errors)
                          + " (run `edge-infer sanitize` first)")
     config = builder.create_builder_config()
-    cache, cache_bytes = _configure(trt, builder, network, config, options, strongly, echo)
-    echo(f"[build] TensorRT {trt.__version__}: {onnx_path.name} precision={options.precision}"
-         f"{' strongly-typed' if strongly else ''} workspace={options.workspace_mb} MB"
+    _configure(trt, builder, network, config, options, route, timing, state, echo)
+    echo(f"[build] TensorRT {trt.__version__}: {parsed.path.name} {route.kind}"
+         f"{' strongly-typed' if route.strongly_typed else ''} workspace={options.workspace_mb} MB"
          f"{f' DLA{options.dla_core}' if options.dla_core is not None else ''}")
+    state.phase = "building"
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BuildError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    if cache is not None and options.timing_cache:
-        data = bytes(config.get_timing_cache().serialize())
-        if data != cache_bytes:
-            atomic_write_bytes(options.timing_cache, data)
-    return bytes(serialized), {"tensorrt": trt.__version__, "strongly_typed": strongly, "qdq": qdq}
-
-
-def _gpu_identity(trt_version: str, device: int) -> dict[str, str]:
-    from edge_infer.backends.tensorrt.cuda import device_info
-
-    dev = device_info(device)
-    return identity_dict(trt_version, dev.name, dev.compute_capability)
+        raise BuildError(f"TensorRT failed to build an engine from {parsed.path} (see the TensorRT log above)")
+    if timing is not None and timing.save(config):
+        echo(f"[build] timing cache written: {timing.path}")
+    return bytes(serialized)
 
 
 def build_metadata(onnx_path: Path, engine_path: Path, options: BuildOptions, identity: Mapping[str, str],
@@ -433,10 +274,10 @@ def build_metadata(onnx_path: Path, engine_path: Path, options: BuildOptions, id
     return {
         "identity": dict(identity),
         "onnx": onnx_path.name,
-        "onnx_sha256": sha256_file(onnx_path),
+        "onnx_sha256": sidecar.onnx_digest(onnx_path),
         "precision": options.precision,
         "profiles": {k: {"min": list(p[0]), "opt": list(p[1]), "max": list(p[2])} for k, p in options.profiles.items()},
-        "options": options.key_dict(),
+        "options": options.engine_key(parse_major(identity.get("tensorrt"))),
         "build_options": options.as_dict(),
         "engine_bytes": engine_path.stat().st_size,
         "engine_sha256": sha256_file(engine_path),
@@ -454,63 +295,65 @@ def build_engine(
     via: str = "python",
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build ``engine_path`` from ``onnx_path``; write it and its sidecar atomically; return the metadata."""
+    """Build ``engine_path`` from ``onnx_path``; write it and its sidecar atomically; return the metadata.
+
+    While it runs, the build is listed in :data:`~edge_infer.backends.tensorrt.progress.BUILDS` (phase,
+    elapsed, progress) for the nodes' diagnostics.
+    """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise BuildError(f"ONNX model not found: {onnx_path}")
-    t0 = time.perf_counter()
-    if via == "trtexec":
-        meta_extra = _build_with_trtexec(onnx_path, engine_path, options, echo)
-    elif via == "python":
-        data, meta_extra = _build_serialized(onnx_path, options, echo)
-        atomic_write_bytes(engine_path, data)
-    else:
+    if via not in ("python", "trtexec"):
         raise BuildError(f"unknown --via '{via}' (python | trtexec)")
-    seconds = time.perf_counter() - t0
-    identity = _gpu_identity(meta_extra.pop("tensorrt"), options.device)
-    meta = build_metadata(onnx_path, engine_path, options, identity, seconds, {"via": via, **meta_extra})
-    write_sidecar(engine_path, meta)
+    state = BUILDS.start(onnx_path.stem, options.precision, str(engine_path))
+    error = None
+    t0 = time.perf_counter()
+    try:
+        qdq = require_qdq(onnx_path, options.precision)
+        if via == "trtexec":
+            trtexec = find_trtexec()
+            version = trtexec_version(trtexec) or "unknown"
+            caps = Capabilities.of_major(parse_major(version) or 10)
+        else:
+            trt = import_tensorrt()
+            version, caps = trt.__version__, Capabilities.of_module(trt)
+        identity = sidecar.machine_identity(options.device, version)
+        parsed = parsed_onnx(onnx_path, engine_path.parent, options, caps, echo)
+        timing = TimingCache(keyed_path(options.timing_cache, identity), echo) if options.timing_cache else None
+        if via == "trtexec":
+            _build_with_trtexec(trtexec, parsed, engine_path, options, timing, echo)
+        else:
+            atomic_write_bytes(engine_path, _build_serialized(trt, parsed, options, caps, timing, state, echo))
+        seconds = time.perf_counter() - t0
+        extra = {"via": via, "strongly_typed": parsed.route.strongly_typed, "qdq": qdq, "route": parsed.route.kind,
+                 "built_precision": "fp32" if parsed.route.kind == "fp32" else options.precision,
+                 "parsed_onnx": parsed.record, "timing_cache": str(timing.path) if timing else None}
+        meta = build_metadata(onnx_path, engine_path, options, identity, seconds, extra)
+        sidecar.write_sidecar(engine_path, meta)
+    except BaseException as e:
+        error = str(e) or type(e).__name__
+        raise
+    finally:
+        BUILDS.finish(state, error)
     echo(f"[build] wrote {engine_path} ({meta['engine_bytes'] / 1e6:.1f} MB) in {seconds:.1f} s")
     return meta
 
 
-def _build_with_trtexec(onnx_path: Path, engine_path: Path, options: BuildOptions,
-                        echo: Callable[[str], None]) -> dict[str, Any]:
-    trtexec = find_trtexec()
-    from edge_infer.backends.tensorrt.runtime import tensorrt_version
+def _build_with_trtexec(trtexec: str, parsed: Parsed, engine_path: Path, options: BuildOptions,
+                        timing: TimingCache | None, echo: Callable[[str], None]) -> None:
+    """trtexec reads and writes the timing cache itself: the file lock is held for the run instead of a merge."""
+    import contextlib
 
-    qdq = has_qdq(onnx_path)
-    if options.precision == "int8" and not qdq:
-        raise BuildError(f"{onnx_path.name} has no QDQ nodes; int8 engines are built from `edge-infer quantize` output")
+    from edge_infer.fileio import file_lock
+
     with atomic_path(engine_path) as tmp:
-        version = tensorrt_version()
-        strongly = options.strongly_typed == "on" or (
-            options.strongly_typed == "auto" and options.precision == "int8" and qdq and _major(version) >= 10)
-        cmd = trtexec_command(onnx_path, tmp, options, trtexec, strongly_typed=strongly)
+        cmd = trtexec_command(parsed.path, tmp, options, parsed.route, trtexec, timing.path if timing else None)
         echo(f"[build] {format_command(cmd)}")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        with file_lock(timing.path) if timing else contextlib.nullcontext():
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not tmp.stat().st_size:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
             raise BuildError(f"trtexec failed (exit {proc.returncode}):\n" + "\n".join(tail))
-        if version is None:  # the bindings are optional with trtexec: read the version from its banner
-            m = re.search(r"TensorRT v(\d+)", proc.stdout)
-            version = _version_from_int(m.group(1)) if m else "unknown"
-    return {"tensorrt": version, "strongly_typed": strongly, "qdq": qdq}
-
-
-def _major(version: str | None) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return 0
-
-
-def _version_from_int(v: str) -> str:
-    """trtexec prints ``TensorRT v8601`` / ``v100300``: -> ``8.6.1`` / ``10.3.0``."""
-    n = int(v)
-    if n >= 10000:  # 10.x: MMmmpp
-        return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
-    return f"{n // 1000}.{n // 100 % 10}.{n % 100}"
 
 
 def sanitized_path(onnx_path: Path) -> Path:
@@ -523,7 +366,5 @@ def sanitized_path(onnx_path: Path) -> Path:
     return onnx_path
 
 
-
-__all__ = ["BuildOptions", "BuildError", "derive_profiles", "parse_shape", "parse_range", "parse_profile_arg",
-           "onnx_inputs", "has_qdq", "trtexec_command", "polygraphy_command", "format_command", "find_trtexec",
-           "build_engine", "build_metadata", "use_strongly_typed", "sanitized_path", "PRECISIONS"]
+__all__ = ["BuildOptions", "BuildError", "Parsed", "parsed_onnx", "command_for", "build_engine", "build_metadata",
+           "fp16_onnx_path", "sanitized_path", "PRECISIONS"]

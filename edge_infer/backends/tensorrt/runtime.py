@@ -1,4 +1,4 @@
-"""TensorRT runtime backend (TensorRT 8.6 and 10.x Python API; named I/O tensors, ``execute_async_v3``).
+"""TensorRT runtime backend (TensorRT 8.6, 10.x and 11.x Python API; named I/O tensors, ``execute_async_v3``).
 
 Life of a backend:
 1. the engine's JSON sidecar is checked against this machine (TensorRT version, GPU) *before*
@@ -8,11 +8,16 @@ Life of a backend:
    once: no allocation per frame), their addresses are bound by name with ``set_tensor_address``;
 4. ``run``: copy inputs into the pinned buffers, ``set_input_shape`` when the batch changed (dynamic batch
    within the profile), H2D copies, ``execute_async_v3`` on the one stream, D2H copies, one synchronize;
-5. optionally (``cuda_graph=True``) the copy + execute sequence is captured once per input shape into a CUDA
-   graph and replayed, which removes per-kernel launch overhead on Jetson's slower CPUs.
+5. optionally (``cuda_graph=True``, cuda-python) the copy + execute sequence is captured once per input
+   shape into a CUDA graph and replayed, which removes per-kernel launch overhead on Jetson's slower CPUs.
 
-All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is imported only here and in
-:mod:`edge_infer.backends.tensorrt.build`.
+Every method runs with the device's primary context bound in the *calling* thread (nodes build backends
+in one thread and run them in another); every TensorRT call whose result says "failed" is checked;
+:meth:`TensorRTBackend.close` frees the engine, buffers and graphs (nodes call it on shutdown and after an
+engine rebuild swap).
+
+All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is imported through
+:mod:`edge_infer.backends.tensorrt.trt` only.
 """
 
 from __future__ import annotations
@@ -24,68 +29,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.tensorrt.trt import import_tensorrt, logger
 
 log = logging.getLogger(__name__)
-
-TENSORRT_HINT = ("the TensorRT Python bindings are not installed: on Jetson `sudo apt install python3-libnvinfer` "
-                 "(JetPack; in a venv create it with --system-site-packages), on x86 `pip install tensorrt`")
 
 # TensorRT DataType names -> numpy dtype names (by name, so no tensorrt import is needed to read the table)
 TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
               "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16", "FP8": "float8"}
-
-
-class TensorRTUnavailable(BackendError):
-    """tensorrt (or pycuda, or a GPU) is missing; the message names what to install."""
-
-
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise TensorRTUnavailable(f"{TENSORRT_HINT} ({e})") from e
-    return trt
-
-
-def tensorrt_version() -> str | None:
-    """The installed TensorRT version, or None; never raises."""
-    try:
-        import tensorrt as trt
-    except Exception:
-        return None
-    return str(getattr(trt, "__version__", "unknown"))
-
-
-def trt_major(trt: Any) -> int:
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except (AttributeError, ValueError):
-        return 0
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-    import sys
-
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def availability() -> tuple[bool, str]:
-    """(usable, reason): tensorrt and pycuda importable and a CUDA GPU present. Imports tensorrt (cheap-ish)."""
-    from edge_infer.backends.tensorrt.cuda import PYCUDA_HINT, gpu_count
-
-    if not _importable("tensorrt"):
-        return False, TENSORRT_HINT
-    if not _importable("pycuda"):
-        return False, PYCUDA_HINT
-    if gpu_count() == 0:
-        return False, "no CUDA GPU / driver found (libcuda reports no devices)"
-    return True, f"TensorRT {tensorrt_version()}"
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype:
@@ -98,7 +48,7 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
 
 
 class TensorRTBackend(Backend):
-    """A deserialized engine with pre-allocated buffers, run by tensor name."""
+    """A deserialized engine with pre-allocated buffers, run by tensor name from any thread."""
 
     def __init__(
         self,
@@ -107,6 +57,8 @@ class TensorRTBackend(Backend):
         cuda_graph: bool = False,
         profile_index: int = 0,
         verify_sidecar: bool = True,
+        dla_core: int | None = None,
+        cuda_layer: str = "auto",
     ) -> None:
         super().__init__(model_path)
         path = Path(model_path)
@@ -116,49 +68,71 @@ class TensorRTBackend(Backend):
         if not path.is_file():
             raise BackendError(f"TensorRT engine not found: {model_path}")
         trt = import_tensorrt()
-        from edge_infer.backends.tensorrt import cuda as cuda_mem
+        from edge_infer.backends.tensorrt.cuda import open_device
 
-        self._ctx = cuda_mem.CudaContext(device)  # clear CudaUnavailable when pycuda / GPU are missing
-        try:
-            if verify_sidecar:
-                self._verify(trt, device)
-            self._load(trt, cuda_mem, path, profile_index)
-        except BaseException:
-            self._ctx.close()
-            raise
-        self.use_cuda_graph = cuda_graph
         self._graphs: dict[tuple, Any] = {}
-        self.name = f"tensorrt[{trt.__version__}]"
+        self.buffers: dict[str, Any] = {}
+        self.stream = self.context = self.engine = None
+        self.dev = open_device(device, cuda_layer)  # clear CudaUnavailable when no CUDA layer / GPU
+        try:
+            with self.dev.bound():
+                meta = self._verify(trt, device) if verify_sidecar else None
+                if dla_core is None and meta:
+                    dla_core = (meta.get("build_options") or {}).get("dla_core")
+                self._load(trt, path, profile_index, dla_core)
+        except BaseException:
+            self.close()
+            raise
+        if cuda_graph and not self.dev.supports_graphs:
+            self.close()
+            raise BackendError("cuda_graph=True needs cuda-python (no released pycuda can capture a CUDA graph): "
+                               "`pip install 'cuda-bindings==12.*'` or set cuda_graph false")
+        self.use_cuda_graph = cuda_graph
+        self.dla_core = dla_core
+        self.name = f"tensorrt[{trt.__version__}{f',dla{dla_core}' if dla_core is not None else ''}]"
 
     # ------------------------------------------------------------------------------------------ setup
-    def _verify(self, trt: Any, device: int) -> None:
-        from edge_infer.backends.tensorrt.cache import check_engine
-        from edge_infer.backends.tensorrt.cuda import device_info
+    def _verify(self, trt: Any, device: int) -> dict[str, Any] | None:
+        from edge_infer.backends.tensorrt.sidecar import check_engine, engine_identity
 
-        dev = device_info(device)
-        identity = {"tensorrt": trt.__version__, "gpu": dev.name, "compute_capability": dev.compute_capability}
-        verdict = check_engine(self.model_path, identity)
+        dev = self.dev.info()
+        verdict = check_engine(self.model_path, engine_identity(trt.__version__, dev.name, dev.compute_capability))
         if not verdict.ok:
             raise BackendError(verdict.message(self.model_path) + ". Rebuild it on this machine "
                                "(edge-infer build, or engine_build: auto / the ~/rebuild_engines service); pass "
                                "verify_sidecar=False to try loading it anyway")
+        return verdict.meta
 
-    def _load(self, trt: Any, cuda_mem: Any, path: Path, profile_index: int) -> None:
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+    def _check(self, ok: Any, what: str) -> None:
+        if not ok:
+            raise BackendError(f"{self.model_path}: TensorRT refused {what} (see the TensorRT log)")
+
+    def _load(self, trt: Any, path: Path, profile_index: int, dla_core: int | None) -> None:
+        self._runtime = trt.Runtime(logger(trt))
+        if dla_core is not None:
+            if self._runtime.num_DLA_cores <= dla_core:
+                raise BackendError(f"{path} was built for DLA core {dla_core}; this device has "
+                                   f"{self._runtime.num_DLA_cores} DLA cores")
+            self._runtime.DLA_core = dla_core  # deserialize onto the core it was built for
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise BackendError(f"TensorRT could not deserialize {path} (see the TensorRT log above): built with "
                                "another TensorRT version or for another GPU?")
         self.context = self.engine.create_execution_context()
-        self.stream = cuda_mem.Stream(self._ctx.cuda)
+        self._check(self.context, "to create an execution context (out of device memory?)")
+        self.stream = self.dev.stream()
         if self.engine.num_optimization_profiles > 1 or profile_index:
-            self.context.set_optimization_profile_async(profile_index, self.stream.handle)
+            self._check(self.context.set_optimization_profile_async(profile_index, self.stream.handle),
+                        f"optimization profile {profile_index}")
         self._inputs: list[TensorInfo] = []
         self._outputs: list[TensorInfo] = []
         self.profiles: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
         max_shapes: dict[str, tuple[int, ...]] = {}
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        shape_io = [n for n in names if self.engine.is_shape_inference_io(n)]
+        if shape_io:
+            raise BackendError(f"{path}: tensors {shape_io} are shape tensors (host-side values that set shapes); "
+                               "this backend binds device buffers only. Fold them into constants (edge-infer sanitize)")
         for name in names:
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             shape = tuple(int(d) for d in self.engine.get_tensor_shape(name))
@@ -170,7 +144,7 @@ class TensorRTBackend(Backend):
                     lo, opt, hi = (tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, profile_index))
                     self.profiles[name] = (lo, opt, hi)
                     max_shapes[name] = hi
-                    self.context.set_input_shape(name, hi)  # so the output shapes below are the maxima
+                    self._check(self.context.set_input_shape(name, hi), f"input shape {hi} for '{name}'")
                 else:
                     max_shapes[name] = shape
             else:
@@ -180,11 +154,10 @@ class TensorRTBackend(Backend):
             if any(d < 0 for d in shape):
                 raise BackendError(f"{path}: output '{info.name}' has a data-dependent shape {shape}; not supported")
             max_shapes[info.name] = shape
-        self.buffers = {}
         for info in [*self._inputs, *self._outputs]:
-            buf = cuda_mem.PinnedBuffer(self._ctx.cuda, max_shapes[info.name], np.dtype(info.dtype))
+            buf = self.dev.pinned(max_shapes[info.name], np.dtype(info.dtype))
             self.buffers[info.name] = buf
-            self.context.set_tensor_address(info.name, buf.ptr)
+            self._check(self.context.set_tensor_address(info.name, buf.ptr), f"the address of '{info.name}'")
         self._current: dict[str, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------------------------------ I/O
@@ -200,8 +173,7 @@ class TensorRTBackend(Backend):
                     raise BackendError(f"{self.model_path}: input '{info.name}' shape {shape} is outside the engine's "
                                        f"optimization profile min {lo} max {hi}; rebuild with a larger profile "
                                        "(edge-infer build --batch MIN:OPT:MAX)")
-                if not self.context.set_input_shape(info.name, shape):
-                    raise BackendError(f"{self.model_path}: TensorRT rejected input shape {shape} for '{info.name}'")
+                self._check(self.context.set_input_shape(info.name, shape), f"input shape {shape} for '{info.name}'")
             self._current[info.name] = shape
             changed = True
         return changed
@@ -209,8 +181,7 @@ class TensorRTBackend(Backend):
     def _enqueue(self) -> None:
         for info in self._inputs:
             self.stream.htod(self.buffers[info.name], self._nbytes(info.name))
-        if not self.context.execute_async_v3(self.stream.handle):
-            raise BackendError(f"{self.model_path}: execute_async_v3 failed (see the TensorRT log)")
+        self._check(self.context.execute_async_v3(self.stream.handle), "execute_async_v3")
         for info in self._outputs:
             self.stream.dtoh(self.buffers[info.name], self._nbytes(info.name))
 
@@ -219,59 +190,44 @@ class TensorRTBackend(Backend):
         return int(np.prod(shape)) * self.buffers[name].dtype.itemsize
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        if self.context is None:
+            raise BackendError(f"{self.model_path}: this TensorRT backend is closed")
         self.check_feeds(feeds)
-        self._set_shapes(feeds)
-        for info in self._outputs:  # output shapes follow the input shapes
-            self._current[info.name] = tuple(int(d) for d in self.context.get_tensor_shape(info.name))
-        for info in self._inputs:
-            np.copyto(self.buffers[info.name].view(self._current[info.name]), feeds[info.name], casting="same_kind")
-        if self.use_cuda_graph:
-            key = tuple(self._current[i.name] for i in self._inputs)
-            if key not in self._graphs:
-                self._enqueue()  # one plain run first: TensorRT may allocate / tune lazily on the first enqueue
-                self.stream.synchronize()
-                self._graphs[key] = self.stream.capture(self._enqueue)
-            replay = self._graphs[key]
-            replay() if replay is not None else self._enqueue()
-        else:
-            self._enqueue()
-        self.stream.synchronize()
+        with self.dev.bound():
+            self._set_shapes(feeds)
+            for info in self._outputs:  # output shapes follow the input shapes
+                self._current[info.name] = tuple(int(d) for d in self.context.get_tensor_shape(info.name))
+            for info in self._inputs:
+                np.copyto(self.buffers[info.name].view(self._current[info.name]), feeds[info.name], casting="same_kind")
+            if self.use_cuda_graph:
+                key = tuple(self._current[i.name] for i in self._inputs)
+                if key not in self._graphs:
+                    self._enqueue()  # one plain run first: TensorRT may allocate / tune lazily on the first enqueue
+                    self.stream.synchronize()
+                    self._graphs[key] = self.stream.capture(self._enqueue)
+                self._graphs[key].launch()
+            else:
+                self._enqueue()
+            self.stream.synchronize()
         names = list(output_names) if output_names else self.output_names
         return {n: self.buffers[n].view(self._current[n]).copy() for n in names}
 
     def close(self) -> None:
-        if getattr(self, "buffers", None):
-            self._ctx.push()
-            for buf in self.buffers.values():
-                try:
-                    buf.free()
-                except Exception:
-                    pass
-            self.buffers = {}
+        """Free graphs, engine objects, buffers and the stream (in that order), then release the context.
+        Idempotent; safe from any thread and after a failed constructor."""
+        dev = getattr(self, "dev", None)
+        if dev is None:
+            return
+        with dev.bound():
+            for graph in self._graphs.values():
+                graph.destroy()
             self._graphs.clear()
-            self.context = self.engine = None
-        if getattr(self, "_ctx", None) is not None:
-            self._ctx.close()
-
-
-def describe_engine(engine_path: str) -> dict[str, Any]:
-    """I/O names, shapes, dtypes and profiles of an engine (for `edge-infer inspect x.engine`)."""
-    trt = import_tensorrt()
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-    if engine is None:
-        raise BackendError(f"TensorRT could not deserialize {engine_path}")
-    tensors = []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        entry = {"name": name, "mode": "input" if is_input else "output",
-                 "shape": [int(d) for d in engine.get_tensor_shape(name)],
-                 "dtype": getattr(engine.get_tensor_dtype(name), "name", str(engine.get_tensor_dtype(name)))}
-        if is_input:
-            entry["profiles"] = [
-                dict(zip(("min", "opt", "max"), ([int(d) for d in s] for s in engine.get_tensor_profile_shape(name, p))))
-                for p in range(engine.num_optimization_profiles)
-            ]
-        tensors.append(entry)
-    return {"tensorrt": trt.__version__, "profiles": engine.num_optimization_profiles, "tensors": tensors}
+            self.context = self.engine = self._runtime = None  # TensorRT objects go before their memory
+            for buf in self.buffers.values():
+                buf.free()
+            self.buffers = {}
+            if self.stream is not None:
+                self.stream.destroy()
+                self.stream = None
+        dev.close()
+        self.dev = None

@@ -1,0 +1,181 @@
+"""`edge-infer selftest --cuda` (``make gpu-check``): does the CUDA side of the project work on this GPU?
+
+Needs only a GPU, cuda-python and PyTorch (no TensorRT, no network), so it runs on machines where TensorRT
+is not installed. Steps, each PASS / FAIL / SKIP, then one verdict line:
+
+1. cuda-python importable, a CUDA GPU present (else the verdict is NO GPU: nothing was checked);
+2. the project's CUDA layer opened in the main thread and used from *another* thread (the node's worker
+   thread situation): pinned host -> device -> host round trip of 1 MiB, stream synchronize;
+3. a CUDA graph: the copies captured once from that thread, instantiated and replayed three times with new
+   host data each time (the replay must see the new data);
+4. the torch backend on CUDA with zoo models, compared with ONNX Runtime CPU on the same real inputs.
+
+Exit status: 0 PASS, 1 FAIL, 3 NO GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_infer.offline.selftest import Check, SelftestReport
+
+TORCH_TOLERANCE = 1e-3  # fp32 on CUDA vs fp32 on CPU
+EXIT_NO_GPU = 3
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a new thread (not the one that opened the device); re-raise its exception here."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="gpu_check_worker")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _round_trip(dev: Any) -> str:
+    n = 1 << 18  # 1 MiB of float32
+    with dev.bound():
+        buf, stream = dev.pinned((n,), np.float32), dev.stream()
+        try:
+            data = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+            buf.view((n,))[:] = data
+            t0 = time.perf_counter()
+            stream.htod(buf, buf.nbytes)
+            buf.view((n,))[:] = 0
+            stream.dtoh(buf, buf.nbytes)
+            stream.synchronize()
+            ms = (time.perf_counter() - t0) * 1e3
+            if not np.array_equal(buf.view((n,)), data):
+                raise AssertionError("the data that came back differs from what was sent")
+        finally:
+            buf.free()
+            stream.destroy()
+    return f"1 MiB pinned H2D + D2H in {ms:.2f} ms from thread gpu_check_worker"
+
+
+def _graph_replay(dev: Any) -> str:
+    """Capture src.host -> src.dev -> dst.dev -> dst.host once; each replay must deliver new src data into dst
+    (which is zeroed before every launch, so a replay that did nothing cannot pass)."""
+    n = 4096
+    with dev.bound():
+        src, dst, stream = dev.pinned((n,), np.float32), dev.pinned((n,), np.float32), dev.stream()
+        try:
+            graph = stream.capture(lambda: (stream.htod(src, src.nbytes), stream.dtod(dst, src, src.nbytes),
+                                            stream.dtoh(dst, dst.nbytes)))
+            for k in range(3):
+                want = np.full(n, k + 1.5, np.float32)
+                src.view((n,))[:] = want
+                dst.view((n,))[:] = 0
+                graph.launch()
+                stream.synchronize()
+                if not np.array_equal(dst.view((n,)), want):
+                    raise AssertionError(f"replay {k} did not carry the new host data")
+            graph.destroy()
+        finally:
+            src.free()
+            dst.free()
+            stream.destroy()
+    return "H2D + D2D + D2H captured once, replayed 3 times with new data"
+
+
+def _torch_vs_ort(models_dir: Path, model: str) -> tuple[str, float]:
+    from edge_infer.backends import create_backend
+    from edge_infer.models.spec import load_zoo
+    from edge_infer.offline.inputs import model_inputs
+    from edge_infer.offline.onnx_info import load_onnx, signature
+
+    spec = load_zoo().model(model)
+    onnx_path = spec.path(models_dir)
+    ckpt = spec.extra.get("checkpoint")
+    source = models_dir / ckpt if ckpt and (models_dir / ckpt).is_file() else onnx_path
+    sig = signature(load_onnx(onnx_path, check=False))
+    inputs = model_inputs(spec.name, spec.task, sig["inputs"], models_dir)
+    torch_be = create_backend("torch", str(source), device="cuda", input_names=[t["name"] for t in sig["inputs"]])
+    ort_be = create_backend("onnxruntime", str(onnx_path))
+    worst = 0.0
+    try:
+        for feeds in inputs.feeds[:4]:
+            got, ref = torch_be.run(feeds), ort_be.run(feeds)
+            for name, r in ref.items():
+                g = got.get(name, next(iter(got.values())))
+                worst = max(worst, float(np.max(np.abs(np.asarray(g, np.float64).reshape(-1) - r.reshape(-1)))))
+    finally:
+        torch_be.close()
+        ort_be.close()
+    return f"{model} ({source.name}) on {torch_be.name}: max abs diff {worst:.2e} vs ONNX Runtime CPU", worst
+
+
+def run_gpu_check(models_dir: Path, models: tuple[str, ...] = ("emotion", "face_mesh"),
+                  echo: Callable[[str], None] = print) -> tuple[SelftestReport, str]:
+    """Run the steps; returns the report and the verdict: PASS | FAIL | NO GPU."""
+    report = SelftestReport()
+
+    def add(name: str, status: str, detail: str, **numbers: Any) -> None:
+        report.checks.append(Check(name, status, detail, numbers))
+        echo(f"[{status}] {name}: {detail}")
+
+    from edge_infer.backends.tensorrt import cuda
+
+    steps = ["CUDA layer from another thread", "CUDA graph capture + replay", *(f"torch CUDA vs ONNX Runtime: {m}"
+                                                                                for m in models)]
+    layer = cuda.available_layer()
+    if layer != "cuda-python":
+        add("cuda-python", "FAIL", cuda.CUDA_PYTHON_HINT)
+    else:
+        add("cuda-python", "PASS", "cuda.bindings importable")
+    gpus = cuda.gpu_count()
+    if gpus == 0:
+        add("GPU", "SKIP", "no CUDA GPU / driver on this machine (libcuda reports none)")
+        for s in steps:
+            add(s, "SKIP", "not run: no GPU")
+        return report, "NO GPU"
+    if layer != "cuda-python":
+        for s in steps[:2]:
+            add(s, "SKIP", "not run: cuda-python missing")
+    else:
+        dev = cuda.open_device(0, "cuda-python")
+        try:
+            info = dev.info()
+            add("GPU", "PASS", f"{info.name} (compute {info.compute_capability}, {info.total_memory_mb} MB), {gpus} GPU(s)")
+            for name, fn in zip(steps[:2], (_round_trip, _graph_replay)):
+                try:
+                    add(name, "PASS", _in_thread(lambda: fn(dev)))
+                except Exception as e:
+                    add(name, "FAIL", f"{type(e).__name__}: {e}")
+        finally:
+            dev.close()
+    for model, step in zip(models, steps[2:]):
+        try:
+            if not _torch_source_ok(Path(models_dir), model):
+                add(step, "SKIP", "its torch module comes from the ONNX via onnx2torch, which is not installed")
+                continue
+            detail, worst = _torch_vs_ort(Path(models_dir), model)
+            add(step, "PASS" if worst <= TORCH_TOLERANCE else "FAIL", detail, max_abs_diff=worst,
+                tolerance=TORCH_TOLERANCE)
+        except Exception as e:
+            add(step, "FAIL", f"{type(e).__name__}: {e}")
+    return report, "FAIL" if any(c.status == "FAIL" for c in report.checks) else "PASS"
+
+
+def _torch_source_ok(models_dir: Path, model: str) -> bool:
+    """A zoo model has a torch checkpoint, or onnx2torch can convert its ONNX."""
+    import importlib.util
+
+    from edge_infer.models.spec import load_zoo
+
+    ckpt = load_zoo().model(model).extra.get("checkpoint")
+    return bool(ckpt and (models_dir / ckpt).is_file()) or importlib.util.find_spec("onnx2torch") is not None
