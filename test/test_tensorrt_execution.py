@@ -300,9 +300,9 @@ def test_close_backends_reaches_every_model_of_a_pipeline():
 
 
 def test_bench_model_records_memory_and_ort_trt_options(models_dir, tmp_path):
-    from edge_infer.bench.model import BenchConfig, _ort_ep_options, run_benchmark
+    from edge_infer.bench.model import ModelBenchConfig, _ort_ep_options, run_benchmark
 
-    cfg = BenchConfig(backends=["onnxruntime"], batches=[1], warmup=1, runs=3, min_runs=1, engine_dir=str(tmp_path))
+    cfg = ModelBenchConfig(backends=["onnxruntime"], batches=[1], warmup=1, runs=3, min_runs=1, engine_dir=str(tmp_path))
     rep = run_benchmark(models_dir, ["emotion"], cfg, tmp_path, echo=lambda s: None)
     rec = rep["models"][0]["results"][0]
     assert rec["status"] == "ok" and rec["memory"]["host_rss_mb"] > 10

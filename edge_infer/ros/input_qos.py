@@ -5,8 +5,9 @@ nothing from a best-effort driver; a best-effort subscriber turns a reliable dri
 effort (and large best-effort messages are mostly lost across processes with default Fast DDS). So with
 ``input_qos.reliability: auto`` (the default) the node does what ``ros2 bag record`` does: it asks the graph
 for the publishers' offered QoS and subscribes reliable only when every publisher is reliable
-(transient-local only when every publisher is), re-checked periodically so a driver started later, or
-restarted with other QoS, is matched. History is always keep-last with a small depth: latency stays bounded.
+(transient-local only when every publisher is). With no publisher yet it waits (polling the graph every
+0.1 s) and subscribes when the first driver appears, with that driver's QoS, so no start-up switch loses
+data; afterwards it re-checks every second, so a driver restarted with other QoS is matched too. History is always keep-last with a small depth: latency stays bounded.
 Losses that DDS detects (sequence-number gaps) arrive as ``message_lost`` events and are counted.
 """
 
@@ -48,7 +49,7 @@ def choose_qos(requested: str, offered: Sequence[tuple[str, str]]) -> QosChoice:
     if requested != "auto":
         return QosChoice(requested, "volatile", f"input_qos.reliability is {requested}")
     if not offered:
-        return QosChoice("best_effort", "volatile", "no publisher yet: best effort receives from any driver")
+        return QosChoice("best_effort", "volatile", "no publisher: best effort receives from any driver")
     rel = "reliable" if all(r == "reliable" for r, _ in offered) else "best_effort"
     dur = "transient_local" if all(d == "transient_local" for _, d in offered) else "volatile"
     kinds = sorted({r for r, _ in offered})
@@ -78,6 +79,8 @@ class InputSubscription:
         self.sub = None
         self.choice: QosChoice | None = None
         self.lost_events_supported = True
+        self._topic_name: str | None = None
+        self._closed = False
         self._graph_changed = False
         self._recheck_until = 0.0
         self._overlap_until = 0.0
@@ -85,14 +88,22 @@ class InputSubscription:
         self._retired: list[tuple[Any, float]] = []  # (old subscription, destroy after) during a QoS switch
         self._has_header = hasattr(msg_type, "get_fields_and_field_types") and \
             "header" in msg_type.get_fields_and_field_types()
-        self._subscribe(choose_qos(reliability, self._offered()))
+        offered = self._offered() if reliability == "auto" else []
+        if reliability != "auto" or offered:
+            self._subscribe(choose_qos(reliability, offered))
+        else:
+            self.log(f"waiting for a publisher on {self.resolved_topic} to match its QoS (input_qos.reliability auto)")
         # auto: re-check every period, and within 0.1 s after a publisher (un)matches (Iron+ event)
         self._timers = ([node.create_timer(recheck_period_s, self.recheck),
                          node.create_timer(0.1, self._recheck_if_matched)] if reliability == "auto" else [])
 
     @property
     def resolved_topic(self) -> str:
-        return self.sub.topic_name if self.sub is not None else self.node.resolve_topic_name(self.topic)
+        if self.sub is not None:
+            return self.sub.topic_name
+        if self._topic_name is None:
+            self._topic_name = self.node.resolve_topic_name(self.topic)
+        return self._topic_name
 
     def _offered(self) -> list[tuple[str, str]]:
         own = self.node.get_fully_qualified_name()
@@ -152,7 +163,7 @@ class InputSubscription:
         if self._graph_changed:
             self._graph_changed = False
             self._recheck_until = now + 2.0
-        if now < self._recheck_until:
+        if self.sub is None or now < self._recheck_until:
             self.recheck()
 
     def _lost(self, info: Any) -> None:
@@ -162,17 +173,25 @@ class InputSubscription:
     def describe(self) -> str:
         """'<topic> reliable/volatile (auto)' for diagnostics."""
         c = self.choice
+        if c is None:
+            return f"{self.resolved_topic} waiting for a publisher ({self.requested})"
         return f"{self.resolved_topic} {c.reliability}/{c.durability} ({self.requested})"
 
     def recheck(self) -> None:
-        """Re-subscribe when the publishers' QoS asks for another reliability/durability than the current one."""
-        if self.sub is None:
+        """Subscribe when the first publisher appears; re-subscribe when the publishers' QoS asks for another
+        reliability/durability than the current one. No publisher (a driver restarting): keep what we have."""
+        if self._closed:
             return
-        choice = choose_qos(self.requested, self._offered())
-        if (choice.reliability, choice.durability) != (self.choice.reliability, self.choice.durability):
+        offered = self._offered()
+        if not offered:
+            return
+        choice = choose_qos(self.requested, offered)
+        if self.choice is None or (choice.reliability, choice.durability) != (self.choice.reliability,
+                                                                             self.choice.durability):
             self._subscribe(choice)
 
     def destroy(self) -> None:
+        self._closed = True
         for timer in self._timers:
             self.node.destroy_timer(timer)
         self._timers = []
