@@ -20,6 +20,8 @@ argument                  default       meaning
 ``enable_face``           ``true``      start the face pipeline node
 ``enable_audio``          ``true``      start the audio node
 ``namespace``             ``""``        namespace of both nodes
+``autostart``             ``""``        ``false``: the (lifecycle) nodes wait unconfigured for ``ros2 lifecycle set``
+                                        or a launch ChangeState event (``""`` = the YAML value, true)
 ``dds_profile``           ``large_data`` Fast DDS profile of the node processes: ``large_data`` = the shipped
                                         ``config/fastdds_large_data.xml`` (unless FASTDDS_DEFAULT_PROFILES_FILE
                                         is already set), a path, or ``none``
@@ -56,7 +58,7 @@ class NodeDescription:
     input_topic: str               # the node's relative input topic, remapped from the launch argument
     topic_argument: str            # launch argument holding the remap target
     extra_remaps: tuple[tuple[str, str], ...] = ()  # (from, suffix): from -> <topic argument><suffix>
-    overrides: tuple[str, ...] = ("backend", "models_dir")  # launch args passed as parameters when non-empty
+    overrides: tuple[str, ...] = ("backend", "models_dir", "autostart")  # launch args passed as parameters when non-empty
 
     @property
     def enable_argument(self) -> str:
@@ -71,6 +73,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("enable_face", "true", "Start face_pipeline_node."),
     LaunchArgument("enable_audio", "true", "Start audio_node."),
     LaunchArgument("namespace", "", "Namespace for both nodes."),
+    LaunchArgument("autostart", "", "Bring the lifecycle nodes to active at start-up: true | false ('' = YAML, "
+                   "true); false: they wait unconfigured for `ros2 lifecycle set <node> configure`."),
     LaunchArgument("dds_profile", "large_data", "Fast DDS profile for the nodes: large_data (config/"
                    "fastdds_large_data.xml, 64 MiB shared memory for large images; kept if FASTDDS_DEFAULT_PROFILES_FILE "
                    "is set), a path to an XML file, or none."),
@@ -136,9 +140,13 @@ def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tupl
     return [(a, b) for a, b in out if a != b]
 
 
+#: launch arguments (strings) whose parameter is not a string: the typed value, so rclpy accepts the override
+_OVERRIDE_TYPES = {"autostart": is_true}
+
+
 def parameter_overrides(node: NodeDescription, arguments: Mapping[str, str]) -> dict[str, Any]:
-    """Launch arguments that override YAML parameters (only the non-empty ones)."""
-    return {k: arguments[k] for k in node.overrides if arguments.get(k, "") != ""}
+    """Launch arguments that override YAML parameters (only the non-empty ones), typed as the parameter."""
+    return {k: _OVERRIDE_TYPES.get(k, str)(arguments[k]) for k in node.overrides if arguments.get(k, "") != ""}
 
 
 def params_path(node: NodeDescription, config_dir: Path | None = None) -> Path:

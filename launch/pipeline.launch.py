@@ -1,10 +1,15 @@
 """`ros2 launch edge_infer pipeline.launch.py [camera_topic:=...] [audio_topic:=...] [backend:=...]
 [models_dir:=...] [enable_face:=true|false] [enable_audio:=true|false] [namespace:=...]
-[dds_profile:=large_data|none|PATH]`
+[dds_profile:=large_data|none|PATH] [autostart:=true|false]`
 
 Thin over :mod:`edge_infer.launch_description` (which nodes, executables, parameter files from config/,
 remappings, launch arguments); ``edge-infer run`` starts the same description in one process.
-Valid for launch_ros on ROS 2 Humble and newer.
+The nodes are lifecycle nodes that configure and activate themselves at start-up (parameter ``autostart``);
+with ``autostart:=false`` they wait unconfigured for ``ros2 lifecycle set /face_pipeline configure`` (or a
+lifecycle manager). They are started as plain launch_ros ``Node`` actions on purpose: a ``LifecycleNode``
+action puts an rclpy node into the launch process, and on Jazzy that process then aborted ("terminate called
+without an active exception") in 7 of 10 runs when a second Ctrl-C arrived during shutdown (0 of 20 with
+``Node``; see LIFECYCLE_NOTES.md). Valid for launch_ros on ROS 2 Humble and newer.
 """
 
 from launch import LaunchDescription
@@ -22,18 +27,17 @@ def _nodes(context, *args, **kwargs):
     env = desc.node_environment(values)  # the DDS profile for large images (the camera driver needs it too)
     for n in desc.resolve(values):
         d = n.description
-        parameters = [str(n.params_file)]
-        if n.namespace:
-            # A params file keyed `face_pipeline:` only matches the node in the root namespace (rcl matches the
-            # fully qualified name), so under a namespace the same YAML values are passed as a dict (`/**`).
-            parameters.append(desc.load_node_parameters(d, n.params_file))
+        # A params file keyed `face_pipeline:` only matches the node in the root namespace (rcl matches the fully
+        # qualified name), so the same YAML values are also passed as a dict (`/**`): they apply under the
+        # `namespace` argument and under an including launch file's PushRosNamespace alike.
+        parameters = [str(n.params_file), desc.load_node_parameters(d, n.params_file)]
         if n.overrides:
             parameters.append(n.overrides)
         actions.append(Node(
             package=desc.PACKAGE,
             executable=d.executable,
             name=d.name,
-            namespace=n.namespace or None,
+            namespace=n.namespace,  # '' = the root (or an including launch file's PushRosNamespace)
             parameters=parameters,
             remappings=n.remappings,
             additional_env=env,

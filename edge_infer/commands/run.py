@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     from edge_infer.ros.one_process import run_description
 
     ros_args = ["edge-infer", *args.ros_args] if args.ros_args else None
-    run_description(values, config_dir, ros_args)
+    run_description(values, config_dir, ros_args, restore_signals=False)
     return 0

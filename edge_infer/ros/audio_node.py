@@ -1,31 +1,31 @@
 """audio_node: audio chunks -> voice activity (~/vad, ~/speech_segments) and wake words (~/wake_word).
 
-Thin over :class:`edge_infer.pipeline.audio_pipeline.AudioPipeline`: this file only turns messages into
+Thin over :class:`edge_infer.pipeline.audio_pipeline.AudioPipeline` (a lifecycle node with live parameters,
+:mod:`edge_infer.ros.pipeline_node`): this file only turns messages into
 ``process(samples, stamp)`` calls and events into messages. The message type is a parameter because robots
 publish audio in many shapes; audio_common_msgs is imported by type string so it stays optional.
 """
 
 from __future__ import annotations
 
-from edge_infer.errors import ConfigError
 import importlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from std_msgs.msg import Bool, String
-from std_srvs.srv import Trigger
 
-from edge_infer.backends import close_backends
 from edge_infer.backends.memory import runtime_diagnostics
+from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
-from edge_infer.pipeline.audio_pipeline import AudioPipeline, SpeechSegmentEvent, VadEvent, WakeWordEvent
+from edge_infer.pipeline.audio_pipeline import (AudioPipeline, AudioPipelineConfig, SpeechSegmentEvent, VadEvent,
+                                                VadSegmenter, WakeWordEvent)
 from edge_infer.pipeline.stream_health import OK, WARN
 from edge_infer.ros.diagnostics import status_array
-from edge_infer.ros.param_table import AUDIO_PARAMS, audio_config, stream_config
 from edge_infer.ros.input_qos import InputSubscription
-from edge_infer.ros.params import declare_params
+from edge_infer.ros.param_table import AUDIO_NODE, AUDIO_PARAMS, audio_config, stream_config
+from edge_infer.ros.pipeline_node import PipelineNode
+
 
 def import_message(type_string: str):
     """'pkg/msg/Type' -> the message class, with an error that says which package to install."""
@@ -76,35 +76,81 @@ def audio_payload(msg, type_string: str) -> tuple[object, float | None, dict]:
     return bytes(msg.data), stamp, {}  # UInt8MultiArray / AudioData: raw PCM in `sample_format`
 
 
-class AudioNode(Node):
+def apply_audio_config(pipeline: AudioPipeline, config: AudioPipelineConfig) -> None:
+    """Give a running pipeline new thresholds between two chunks, keeping its stream state (an open speech
+    segment, the wake-word buffers): the VAD segmenter derives sample counts from its config, so those are
+    recomputed with it."""
+    fresh = VadSegmenter(config.vad)
+    seg = pipeline.segmenter
+    seg.config, seg.min_speech, seg.min_silence, seg.pad = fresh.config, fresh.min_speech, fresh.min_silence, fresh.pad
+    pipeline.config = config
+
+
+class AudioNode(PipelineNode):
+    """Chunks are processed in the subscription callback on the executor thread; parameter changes and engine
+    swaps are served by the same executor (default, mutually exclusive callback group), so they land between
+    two chunks."""
+
+    DIAGNOSTICS_NAME = "audio pipeline"
+
     def __init__(self, **kwargs) -> None:
-        super().__init__("audio_node", **kwargs)
-        v = declare_params(self, AUDIO_PARAMS)
-        models_dir, backend, keywords = v["models_dir"], v["backend"], v["keywords"]
-        self.engine_build = v["engine_build"]
-        self.type_string = v["message_type"]
-        stream, config = stream_config(v), audio_config(v)
-        period = v["diagnostics_period_s"]
-        self.max_rtf = v["max_real_time_factor"]
-        msg_class = import_message(self.type_string)
-        self._make_pipeline = lambda **over: AudioPipeline.from_models_dir(
-            Path(models_dir) if models_dir else default_models_dir(), keywords=list(keywords), backend=backend,
-            config=config, stream=stream, **({"engine_build": self.engine_build, **over} if backend != "onnxruntime" else {}))
-        self.pipeline = self._make_pipeline()
-        self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
-        self.vad_pub = self.create_publisher(Bool, "~/vad", 10)
-        self.segment_pub = self.create_publisher(String, "~/speech_segments", 10)
-        self.wake_pub = self.create_publisher(String, "~/wake_word", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.input = InputSubscription(self, msg_class, "audio", self._on_audio, v["input_qos.reliability"],
-                                       v["input_qos.depth"], self._on_lost, lambda t: self.get_logger().info(t))
-        self.max_loss_ratio = v["max_loss_ratio"]
-        self._period_counts = (0, 0)  # (chunks, lost) at the previous diagnostics
-        self.create_timer(period, self._publish_diagnostics)
         self.frame_id = ""
         self.last_detection_delay_ms: float | None = None
-        self.get_logger().info(f"audio node ready: {self.type_string}, {stream.sample_rate} Hz x {stream.channels}, "
-                               f"keywords {list(keywords)}, backends {self.pipeline.backends()}")
+        self._period_counts = (0, 0)  # (chunks, lost) at the previous diagnostics
+        super().__init__(AUDIO_NODE, AUDIO_PARAMS, **kwargs)
+
+    def _setup(self, values: dict[str, Any]) -> None:
+        self.type_string = values["message_type"]
+        self.msg_class = import_message(self.type_string)
+        self.vad_pub = self.create_lifecycle_publisher(Bool, "~/vad", 10)
+        self.segment_pub = self.create_lifecycle_publisher(String, "~/speech_segments", 10)
+        self.wake_pub = self.create_lifecycle_publisher(String, "~/wake_word", 10)
+
+    def _use(self, values: dict[str, Any]) -> None:
+        self.max_rtf = values["max_real_time_factor"]
+        self.max_loss_ratio = values["max_loss_ratio"]
+
+    def _load(self, **overrides: Any) -> AudioPipeline:
+        v = self.values
+        backend = v["backend"]
+        options = {"engine_build": v["engine_build"], **overrides} if backend != "onnxruntime" else {}
+        return AudioPipeline.from_models_dir(Path(v["models_dir"]) if v["models_dir"] else default_models_dir(),
+                                             keywords=list(v["keywords"]), backend=backend, config=audio_config(v),
+                                             stream=stream_config(v), **options)
+
+    def _describe(self) -> str:
+        s = self.pipeline.stream.config
+        return (f"{self.type_string}, {s.sample_rate} Hz x {s.channels}, keywords {list(self.values['keywords'])}, "
+                f"backends {self.pipeline.backends()}")
+
+    def _backend_names(self) -> dict[str, str]:
+        return self.pipeline.backends()
+
+    def _apply_live(self, values: dict[str, Any], changed: set[str]) -> None:
+        if self.pipeline is not None:
+            apply_audio_config(self.pipeline, audio_config(values))
+        self._use(values)
+
+    def _subscribe(self) -> list[InputSubscription]:
+        v = self.values
+        return [InputSubscription(self, self.msg_class, "audio", self._on_audio, v["input_qos.reliability"],
+                                  v["input_qos.depth"], self._on_lost, lambda t: self.get_logger().info(t))]
+
+    @property
+    def input(self) -> InputSubscription | None:
+        """The audio subscription (active state only)."""
+        return self.inputs[0] if self.inputs else None
+
+    def _stop_work(self) -> None:
+        """The stream ends here: an open speech segment is closed and published, the next activation starts afresh."""
+        if self.pipeline is None:
+            return
+        try:
+            for event in self.pipeline.flush():
+                self._publish(event)
+        except Exception as e:  # the process is exiting (context already shut down): nobody to tell
+            self.get_logger().debug(f"last events not published: {type(e).__name__}: {e}")
+        self.pipeline.reset()
 
     def _on_audio(self, msg) -> None:
         try:
@@ -139,32 +185,15 @@ class AudioNode(Node):
             self.wake_pub.publish(String(data=text))
             self.get_logger().info(f"wake word '{event.keyword}' score {event.score:.2f} at {event.stream_time:.2f} s")
 
-    def _rebuild_engines(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """std_srvs/Trigger: rebuild the TensorRT engines (engine_build: force); a new stream starts after it."""
-        names = self.pipeline.backends()
-        if not any(v.startswith("tensorrt") for v in names.values()):
-            response.success = False
-            response.message = f"backends are {names}: there are no TensorRT engines to rebuild"
-            return response
-        try:
-            new = self._make_pipeline(engine_build="force")
-        except Exception as e:
-            response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
-            return response
-        old, self.pipeline = self.pipeline, new
-        close_backends(old)  # free the old engines, buffers and contexts
-        response.success, response.message = True, "engines rebuilt"
-        return response
-
-    def _publish_diagnostics(self) -> None:
+    def _active_diagnostics(self):
         diag = self.pipeline.diagnostics()
         st = diag["stream"]
         rtf = diag["real_time_factor"]
-        values = {"backends": ", ".join(f"{k}={v}" for k, v in diag["backends"].items()),
+        values = {"lifecycle_state": "active", "backends": ", ".join(f"{k}={v}" for k, v in diag["backends"].items()),
                   "real_time_factor": rtf, "audio_seconds": diag["audio_seconds"],
                   "detection_latency_ms": self.last_detection_delay_ms,
                   "wake_words": diag["counters"]["wake_words"], "speech_segments": diag["counters"]["speech_segments"],
-                  "pipeline_errors": diag["counters"]["pipeline_errors"], "input_qos": self.input.describe()}
+                  "pipeline_errors": diag["counters"]["pipeline_errors"], "input_qos": ", ".join(i.describe() for i in self.inputs)}
         for k in ("chunks", "lost_chunks", "bad_chunks", "gaps", "gap_seconds", "nonfinite_samples", "clipped_samples",
                   "partial_frame_chunks", "dtype_mismatches", "rate_changes", "discontinuities"):
             values[k] = st[k]
@@ -182,18 +211,14 @@ class AudioNode(Node):
             level, message = WARN, f"real-time factor {rtf:.2f} > {self.max_rtf}"
         elif st["bad_chunks"] or diag["counters"]["pipeline_errors"]:
             level, message = WARN, f"bad input: {st['last_issue']}"
-        self.diag_pub.publish(status_array(self, f"{self.get_name()}: audio pipeline", self.get_fully_qualified_name(),
-                                           level, message, values))
-
-    def destroy_node(self) -> None:
-        close_backends(self.pipeline)
-        super().destroy_node()
+        return status_array(self, f"{self.get_name()}: {self.DIAGNOSTICS_NAME}", self.get_fully_qualified_name(),
+                            level, message, values)
 
 
 def main(args=None) -> None:
-    from edge_infer.ros.runner import run_nodes
+    from edge_infer.ros.runner import node_main
 
-    run_nodes([AudioNode], args)
+    node_main([AudioNode], args)
 
 
 if __name__ == "__main__":

@@ -1,83 +1,129 @@
 """face_pipeline_node: camera images -> faces (detection, emotion, 468-point mesh) as JSON + diagnostics.
 
-Thin over :class:`edge_infer.pipeline.face_pipeline.FacePipeline`. Inference runs on a worker thread fed by
-a one-frame slot: a frame that arrives while the previous one is still being processed replaces the
-waiting one (counted as dropped), so latency stays bounded instead of a queue growing behind a slow model.
+Thin over :class:`edge_infer.pipeline.face_pipeline.FacePipeline`; a lifecycle node with live parameters
+(:mod:`edge_infer.ros.pipeline_node`). Inference runs on a worker thread fed by a one-frame slot: a frame
+that arrives while the previous one is still being processed replaces the waiting one (counted as dropped),
+so latency stays bounded instead of a queue growing behind a slow model. The worker runs only while the node
+is active; it holds ``_frame_lock`` while it processes a frame, so live parameter changes and engine swaps
+take that lock and land between two frames.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
-from edge_infer.backends import close_backends
 from edge_infer.backends.memory import runtime_diagnostics
+from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
-from edge_infer.pipeline.face_pipeline import FacePipeline
+from edge_infer.pipeline.face_pipeline import FacePipeline, FaceFrameResult
 from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import BadFrame
 from edge_infer.pipeline.latency import FrameTimer
 from edge_infer.pipeline.stream_health import StreamHealth
 from edge_infer.ros.diagnostics import diagnostic_array
 from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
-from edge_infer.ros.param_table import FACE_PARAMS, face_config, health_bounds
 from edge_infer.ros.input_qos import InputSubscription
-from edge_infer.ros.params import declare_params
+from edge_infer.ros.param_table import FACE_NODE, FACE_PARAMS, face_config, health_bounds
+from edge_infer.ros.pipeline_node import PipelineNode
+
+#: changes of these re-run the detector on the next frame (tracked faces would hide the new values)
+DETECTOR_PARAMS = frozenset({"detector_width", "detector_height", "score_threshold", "nms_threshold", "max_faces"})
 
 
 def _stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-class FacePipelineNode(Node):
+class FacePipelineNode(PipelineNode):
+    DIAGNOSTICS_NAME = "face pipeline"
+    _worker: threading.Thread | None = None
+
     def __init__(self, **kwargs) -> None:
-        super().__init__("face_pipeline", **kwargs)
-        v = declare_params(self, FACE_PARAMS)
-        models_dir, backend = v["models_dir"], v["backend"]
-        self.engine_build = v["engine_build"]
-        config = face_config(v)
-        self.debug_enabled = v["publish_debug_image"]
-        self.max_lag_ns = int(v["max_stamp_lag_s"] * 1e9)
-        self.bounds = health_bounds(v)
-
-        options = {"providers": list(v["providers"]), "intra_op_threads": v["intra_op_threads"], "engine_build": self.engine_build}
-        self._make_pipeline = lambda **over: FacePipeline.from_models_dir(
-            Path(models_dir) if models_dir else default_models_dir(), backend=backend, config=config,
-            **{**options, **over})
-        self.pipeline = self._make_pipeline()
-        self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
+        # worker state before the node exists: destroy_node may run from any point of a failed construction
         self.stats = StreamHealth()
-        self.faces_pub = self.create_publisher(String, "~/faces", 10)
-        self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        log = lambda text: self.get_logger().info(text)  # noqa: E731
-        self.inputs = [InputSubscription(self, Image, "image", lambda m: self._offer(m, False),
-                                         v["input_qos.reliability"], v["input_qos.depth"], self.stats.on_lost, log)]
-        if v["subscribe_compressed"]:
-            self.inputs.append(InputSubscription(self, CompressedImage, "image/compressed",
-                                                 lambda m: self._offer(m, True), v["input_qos.reliability"],
-                                                 v["input_qos.depth"], self.stats.on_lost, log))
-        self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
-
         self._slot: tuple | None = None
         self._newest_ns = 0
         self._cv = threading.Condition()
+        self._frame_lock = threading.Lock()
+        self._running = False
+        super().__init__(FACE_NODE, FACE_PARAMS, **kwargs)
+
+    def _setup(self, values: dict[str, Any]) -> None:
+        self.faces_pub = self.create_lifecycle_publisher(String, "~/faces", 10)
+        self.debug_pub = self.create_lifecycle_publisher(Image, "~/debug_image", qos_profile_sensor_data)
+
+    def _use(self, values: dict[str, Any]) -> None:
+        self.debug_enabled = bool(values["publish_debug_image"])
+        self.max_lag_ns = int(values["max_stamp_lag_s"] * 1e9)
+        self.bounds = health_bounds(values)
+
+    def _load(self, **overrides: Any) -> FacePipeline:
+        v = self.values
+        options = {"providers": list(v["providers"]), "intra_op_threads": v["intra_op_threads"],
+                   "engine_build": v["engine_build"], **overrides}
+        return FacePipeline.from_models_dir(Path(v["models_dir"]) if v["models_dir"] else default_models_dir(),
+                                            backend=v["backend"], config=face_config(v), **options)
+
+    def _describe(self) -> str:
+        c = self.pipeline.config
+        return (f"backend {self.pipeline.backend_name}, detector {c.detector_size}, emotion={c.enable_emotion}, "
+                f"mesh={c.enable_mesh}, tracking={c.tracking}")
+
+    def _backend_names(self) -> dict[str, str]:
+        return {"face_detector": self.pipeline.backend_name}
+
+    def _apply_live(self, values: dict[str, Any], changed: set[str]) -> None:
+        config = face_config(values)
+        pipeline = self.pipeline
+        if pipeline is not None and changed & {"detector_width", "detector_height"} \
+                and pipeline.backend_name.startswith("tensorrt"):
+            raise ConfigError(f"detector size {config.detector_size}: the TensorRT engines are built for "
+                              f"{pipeline.config.detector_size}; set detector_width/height at start-up")
+        with self._frame_lock:  # between two frames
+            if pipeline is not None:
+                pipeline.config = config
+                if changed & DETECTOR_PARAMS:
+                    pipeline.reset()
+            self._use(values)
+
+    def _swap_pipeline(self, new: FacePipeline) -> FacePipeline:
+        with self._frame_lock:
+            return super()._swap_pipeline(new)
+
+    # ------------------------------------------------------------------------------------------ activity
+    def _subscribe(self) -> list[InputSubscription]:
+        v = self.values
+        log = lambda text: self.get_logger().info(text)  # noqa: E731
+        inputs = [InputSubscription(self, Image, "image", lambda m: self._offer(m, False),
+                                    v["input_qos.reliability"], v["input_qos.depth"], self.stats.on_lost, log)]
+        if v["subscribe_compressed"]:
+            inputs.append(InputSubscription(self, CompressedImage, "image/compressed", lambda m: self._offer(m, True),
+                                            v["input_qos.reliability"], v["input_qos.depth"], self.stats.on_lost, log))
+        return inputs
+
+    def _start_work(self) -> None:
+        self._newest_ns = 0
         self._running = True
         self._worker = threading.Thread(target=self._work, name="face_pipeline_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"face pipeline ready: backend {self.pipeline.backend_name}, detector {config.detector_size}, "
-            f"emotion={config.enable_emotion}, mesh={config.enable_mesh}, tracking={config.tracking}")
+
+    def _stop_work(self) -> None:
+        with self._cv:
+            self._running = False
+            self._slot = None
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+        if self.pipeline is not None:
+            self.pipeline.reset()  # the next activation is a new stream: no tracks from before
 
     # ------------------------------------------------------------------------------------------ input
     def _bad(self, reason: str, detail: str) -> None:
@@ -132,57 +178,39 @@ class FacePipelineNode(Node):
             frame = self._convert(msg, True, timer)
             if frame is None:
                 return
-        result = self.pipeline.process(frame, timer)
+        with self._frame_lock:  # live parameter changes and engine swaps wait for the end of this frame
+            result = self.pipeline.process(frame, timer)
         stamp = _stamp_ns(msg)
         e2e_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp else None
         latency = dict(timer.stages, processing=timer.total_ms)
         if e2e_ms is not None:
             latency["end_to_end"] = e2e_ms
-        self.faces_pub.publish(String(data=face_result_to_json(
-            result, msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id,
-            self.pipeline.backend_name, latency)))
+        self._publish_results(result, msg.header, latency)
         if self.debug_enabled and self.debug_pub.get_subscription_count():
             out = image_to_msg(draw_faces(frame.bgr(), result), "bgr8", msg.header.frame_id)
             out.header.stamp = msg.header.stamp
             self.debug_pub.publish(out)
         self.stats.on_output(timer, e2e_ms)
 
-    def _rebuild_engines(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """std_srvs/Trigger: rebuild every TensorRT engine (engine_build: force) and swap them in."""
-        if not self.pipeline.backend_name.startswith("tensorrt"):
-            response.success = False
-            response.message = f"backend is {self.pipeline.backend_name}: there are no TensorRT engines to rebuild"
-            return response
-        try:
-            new = self._make_pipeline(engine_build="force")
-        except Exception as e:
-            response.success, response.message = False, f"rebuild failed, old engines kept: {e}"
-            return response
-        with self._cv:  # the worker takes frames under this lock: swap between frames
-            old, self.pipeline = self.pipeline, new
-        close_backends(old)  # free the old engines, buffers and contexts
-        response.success, response.message = True, "engines rebuilt"
-        return response
+    def _publish_results(self, result: FaceFrameResult, header, latency: dict[str, float]) -> None:
+        """Every result output of one frame (today ~/faces JSON); typed ROS outputs are added here.
 
-    def _publish_diagnostics(self) -> None:
-        self.diag_pub.publish(diagnostic_array(
-            self, f"{self.get_name()}: face pipeline", self.get_fully_qualified_name(), self.stats, self.bounds,
-            {"backend": self.pipeline.backend_name, "models": "face_detector, emotion, face_mesh",
-             "input_qos": ", ".join(i.describe() for i in self.inputs), **runtime_diagnostics()}))
+        Runs on the worker thread, only while active (lifecycle publishers drop anything else)."""
+        self.faces_pub.publish(String(data=face_result_to_json(
+            result, header.stamp.sec, header.stamp.nanosec, header.frame_id, self.pipeline.backend_name, latency)))
 
-    def destroy_node(self) -> None:
-        with self._cv:
-            self._running = False
-            self._cv.notify_all()
-        self._worker.join(timeout=5.0)
-        close_backends(self.pipeline)
-        super().destroy_node()
+    def _active_diagnostics(self):
+        return diagnostic_array(
+            self, f"{self.get_name()}: {self.DIAGNOSTICS_NAME}", self.get_fully_qualified_name(), self.stats,
+            self.bounds, {"lifecycle_state": "active", "backend": self.pipeline.backend_name,
+                          "models": "face_detector, emotion, face_mesh",
+                          "input_qos": ", ".join(i.describe() for i in self.inputs), **runtime_diagnostics()})
 
 
 def main(args=None) -> None:
-    from edge_infer.ros.runner import run_nodes
+    from edge_infer.ros.runner import node_main
 
-    run_nodes([FacePipelineNode], args)
+    node_main([FacePipelineNode], args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The embedded default where ``ros2 launch`` is not available: the same nodes, the same YAML files (their
 values are passed as parameter overrides, so they also apply under a namespace), the same remappings,
 spun and torn down by :func:`edge_infer.ros.runner.run_until_stopped` (Ctrl-C / SIGTERM: executor joined,
-nodes destroyed, rclpy shut down).
+nodes destroyed, rclpy shut down). The nodes come up active (lifecycle ``autostart``, the launch argument of
+the same name turns it off).
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ def build_nodes(arguments: Mapping[str, str] | None = None, config_dir: Path | N
 
 
 def run_description(arguments: Mapping[str, str] | None = None, config_dir: Path | None = None,
-                    ros_args: list[str] | None = None, stop: threading.Event | None = None, echo=print) -> int:
-    """Run the enabled nodes until Ctrl-C, SIGTERM or ``stop`` is set. Returns the number of nodes run."""
+                    ros_args: list[str] | None = None, stop: threading.Event | None = None, echo=print,
+                    restore_signals: bool = True) -> int:
+    """Run the enabled nodes until Ctrl-C, SIGTERM or ``stop`` is set. Returns the number of nodes run.
+
+    ``restore_signals=False`` (the CLI, whose process exits afterwards): SIGINT/SIGTERM stay ignored after
+    the teardown, see :class:`edge_infer.ros.runner.StopSignals`.
+    """
     from edge_infer.ros.runner import run_until_stopped
 
+    if not any(n.enabled for n in resolve(arguments, config_dir)):
+        echo("edge-infer run: every node is disabled; nothing to run")
+        return 0
     os.environ.update(node_environment(arguments or {}))  # before rclpy creates the DDS participant
 
     def started(nodes) -> None:
         echo("running " + ", ".join(node.get_fully_qualified_name() for node in nodes) + " (Ctrl-C to stop)")
 
-    n = run_until_stopped(lambda: build_nodes(arguments, config_dir), ros_args, stop, on_started=started)
-    if n == 0:
-        echo("edge-infer run: every node is disabled; nothing to run")
-    return n
+    return run_until_stopped(lambda: build_nodes(arguments, config_dir), ros_args, stop, on_started=started,
+                             restore_signals=restore_signals)

@@ -34,7 +34,8 @@ SAMPLE_FORMATS = ("s16le", "f32le", "u8", "s32le")
 
 @dataclass(frozen=True)
 class Param:
-    """One node parameter. ``read_only``: fixed after start (the node says so when a change is refused)."""
+    """One node parameter. ``read_only``: fixed after start (the node says so when a change is refused); every
+    other parameter is live: a change through the parameter service applies from the next frame/chunk."""
 
     name: str
     default: Any
@@ -62,6 +63,8 @@ _COMMON = (
     Param("backend", "onnxruntime", "Inference runtime.", read_only=True, choices=ONNX_BACKEND_NAMES),
     Param("engine_build", "auto", "TensorRT engine policy (build when missing/stale, never, always).", read_only=True,
           choices=ENGINE_BUILD_POLICIES),
+    Param("autostart", True, "Configure and activate at start-up (lifecycle node); false: wait unconfigured for "
+          "`ros2 lifecycle set <node> configure` / activate.", read_only=True),
 )
 
 FACE_NODE = "face_pipeline"

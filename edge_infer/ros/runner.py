@@ -5,19 +5,29 @@ Teardown order matters and is written only here: shut the executor down, **join 
 rclpy.shutdown()** (otherwise "terminate called without an active exception"), destroy the nodes, shut
 rclpy down only if we initialised it, and put back any signal handler we replaced. See
 docs/ARCHITECTURE.md.
+
+Signals of a node process (:class:`StopSignals`): rclpy's own handlers are not installed; Ctrl-C/SIGTERM
+abort a start-up (a long model load or engine build), stop a running process cleanly, and are ignored
+during the teardown, since a second one is common (a terminal's Ctrl-C reaches every process of the group
+and ``ros2 launch`` forwards one more) and must not interrupt it with a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from edge_infer.errors import EdgeInferError
 
 
 def make_executor() -> SingleThreadedExecutor:
@@ -31,15 +41,16 @@ def make_executor() -> SingleThreadedExecutor:
 
 
 @contextmanager
-def rclpy_session(args: list[str] | None = None) -> Iterator[bool]:
+def rclpy_session(args: list[str] | None = None, signal_handlers: bool = True) -> Iterator[bool]:
     """rclpy initialised for the block; yields whether this block initialised it (and so shuts it down).
 
     Nested users (a benchmark inside a test session that already called ``rclpy.init``) leave it running.
+    ``signal_handlers=False``: rclpy installs none (the caller handles SIGINT/SIGTERM, see :class:`StopSignals`).
     """
     if rclpy.ok():
         yield False
         return
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=None if signal_handlers else SignalHandlerOptions.NO)
     try:
         yield True
     finally:
@@ -132,34 +143,97 @@ def spinning(*nodes: Node, matched_publisher=None, timeout_s: float = 10.0) -> I
         yield spinner
 
 
+class StopSignals:
+    """SIGINT and SIGTERM of a node process, by phase (main thread only; elsewhere nothing is installed).
+
+    - starting (models loading, engines building): KeyboardInterrupt, so Ctrl-C aborts the start-up (and
+      later signals are ignored while it unwinds);
+    - running: noted (:meth:`should_stop`); the main loop then tears down in order;
+    - stopping: ignored, so a second signal cannot interrupt the teardown.
+
+    On exit the previous handlers come back, unless ``restore`` is false (a process that is about to exit
+    keeps ignoring them: a signal in its last moments must not print a traceback either).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event, restore: bool = True) -> None:
+        self.stop, self.restore = stop, restore
+        self.installed = threading.current_thread() is threading.main_thread()
+        self.phase = "starting"
+        self.received = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        # Only a flag: a handler that took a lock (Event.set) could interrupt the main thread inside the same
+        # lock (its Event.wait) and deadlock on a second signal.
+        self.received = True
+        if self.phase == "starting":
+            self.stopping()  # the unwinding (node destruction, rclpy shutdown) must not be interrupted again
+            raise KeyboardInterrupt
+
+    def should_stop(self) -> bool:
+        """A signal arrived, or ``stop`` was set."""
+        return self.received or self.stop.is_set()
+
+    def running(self) -> None:
+        self.phase = "running"
+
+    def stopping(self) -> None:
+        """From now on SIGINT/SIGTERM are ignored by the OS (SIG_IGN, not a Python handler: Python resets its
+        own handlers to the default, deadly action while the interpreter exits, SIG_IGN it leaves alone)."""
+        self.phase = "stopping"
+        if self.installed and threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                signal.signal(s, signal.SIG_IGN)
+
+    def __enter__(self) -> "StopSignals":
+        if self.installed:
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping()
+        if self.installed and self.restore:
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+
+
 def run_until_stopped(make_nodes: Callable[[], Sequence[Node]], args: list[str] | None = None,
                       stop: threading.Event | None = None,
-                      on_started: Callable[[Sequence[Node]], None] | None = None) -> int:
+                      on_started: Callable[[Sequence[Node]], None] | None = None,
+                      restore_signals: bool = True) -> int:
     """Main loop of a node process: build the nodes, spin until Ctrl-C, SIGTERM or ``stop``, tear down.
 
     ``make_nodes`` runs after rclpy.init and must clean up its own partial work if it raises. Returns the
-    number of nodes that ran (0: nothing to run; ``on_started`` is not called then).
+    number of nodes that ran (0: nothing to run or interrupted while starting; ``on_started`` is not called
+    then). ``restore_signals=False``: keep ignoring SIGINT/SIGTERM afterwards (the process is exiting).
     """
     stop = stop or threading.Event()
     nodes: Sequence[Node] = []
-    try:
-        with rclpy_session(args), sigterm_sets(stop):
-            nodes = make_nodes()
-            if not nodes:
-                return 0
-            with Spinner(*nodes) as spinner:
-                if on_started is not None:
-                    on_started(nodes)
-                while spinner.alive and not stop.wait(0.2):
-                    pass
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    with StopSignals(stop, restore_signals) as signals:
+        try:
+            with rclpy_session(args, signal_handlers=not signals.installed):
+                nodes = make_nodes()
+                if not nodes:
+                    return 0
+                with Spinner(*nodes) as spinner:
+                    try:
+                        signals.running()
+                        if on_started is not None:
+                            on_started(nodes)
+                        while spinner.alive and not signals.should_stop():
+                            stop.wait(0.1)
+                    finally:
+                        signals.stopping()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
     return len(nodes)
 
 
 def run_nodes(factories: Sequence[Callable[..., Node]], args: list[str] | None = None,
-              node_kwargs: Sequence[dict] | None = None) -> None:
-    """``ros2 run`` entry of one node executable: ``factories[i](**node_kwargs[i])`` until Ctrl-C / SIGTERM."""
+              node_kwargs: Sequence[dict] | None = None, restore_signals: bool = True) -> int:
+    """Run ``factories[i](**node_kwargs[i])`` until Ctrl-C / SIGTERM; the number of nodes that ran."""
 
     def make() -> list[Node]:
         nodes: list[Node] = []
@@ -172,4 +246,18 @@ def run_nodes(factories: Sequence[Callable[..., Node]], args: list[str] | None =
             raise
         return nodes
 
-    run_until_stopped(make, args)
+    return run_until_stopped(make, args, restore_signals=restore_signals)
+
+
+def node_main(factories: Sequence[Callable[..., Node]], args: list[str] | None = None) -> None:
+    """``ros2 run`` / launch entry of a node executable: run until Ctrl-C / SIGTERM, then exit 0.
+
+    A user-facing start-up error (:class:`edge_infer.errors.EdgeInferError`: a missing model, TensorRT absent,
+    a bad parameter) is the whole story: printed as one line, exit status 2, like the CLI. Anything else is a
+    bug and keeps its traceback.
+    """
+    try:
+        run_nodes(factories, args, restore_signals=False)
+    except EdgeInferError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
