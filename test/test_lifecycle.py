@@ -101,7 +101,7 @@ def test_transitions_through_the_lifecycle_services(face_graph, astronaut_rgb):
 
     assert not change_state(client, name, "activate")  # not a transition of unconfigured
     assert change_state(client, name, "shutdown")
-    assert get_state(client, name) == "finalized"
+    assert get_state(client, name) == "finalized" and _last_diagnostic(g).message == "finalized"
 
 
 def test_shutdown_from_active_stops_everything(face_graph):

@@ -53,6 +53,7 @@ class PipelineNode(LifecycleNode):
     pipeline: Any = None  # the loaded models (configured states only)
     inputs: tuple = ()  # input subscriptions (active state only)
     active = False
+    finalized = False
     live: LiveParameters | None = None
     _configure_error: BaseException | None = None
     _autostarting = False
@@ -160,6 +161,7 @@ class PipelineNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._deactivate()
         self._release()
+        self.finalized = True
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -197,7 +199,9 @@ class PipelineNode(LifecycleNode):
 
     @property
     def lifecycle_state(self) -> str:
-        """'unconfigured', 'inactive' or 'active' (the primary state this node is in)."""
+        """The primary state this node is in: 'unconfigured', 'inactive', 'active' or 'finalized'."""
+        if self.finalized:
+            return "finalized"
         return "active" if self.active else "inactive" if self.pipeline is not None else "unconfigured"
 
     # ----------------------------------------------------------------------------------- services, status
