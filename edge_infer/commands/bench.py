@@ -102,6 +102,37 @@ def _audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_drivers(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("drivers", help="camera drivers in other processes -> the face node (its console script, "
+                        "own process): frames answered / lost in transport per QoS, size and DDS profile")
+    p.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
+    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--sizes", default="640x480,1280x720,1920x1080", help="comma separated WxH")
+    p.add_argument("--qos", default="reliable,best_effort", help="camera QoS kinds, comma separated")
+    p.add_argument("--node-reliability", default="auto", choices=("auto", "reliable", "best_effort"),
+                   help="the node's input_qos.reliability (default auto)")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_drivers)
+
+
+def _drivers(args: argparse.Namespace) -> int:
+    from edge_infer.fileio import atomic_write_json
+    from edge_infer.ros.driver_check import CameraCase, format_table, run_driver_matrix
+
+    cases = [CameraCase(int(w), int(h), args.rate, args.frames, qos, profile)
+             for qos in args.qos.split(",") for profile in (False, True)
+             for w, h in (s.split("x") for s in args.sizes.split(","))]
+    results = run_driver_matrix(models_dir(args), cases,
+                                node_params={"input_qos.reliability": args.node_reliability})
+    doc = {"node_reliability": args.node_reliability, "cases": [r.as_dict() for r in results]}
+    if args.out:
+        atomic_write_json(Path(args.out), doc)
+    emit(args, doc, f"node input_qos.reliability: {args.node_reliability}\n" + format_table(results))
+    return 0
+
+
 def _register_bag(bsub: argparse._SubParsersAction) -> None:
     from edge_infer.commands.bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
 
@@ -110,7 +141,7 @@ def _register_bag(bsub: argparse._SubParsersAction) -> None:
 
 # Each entry adds one `bench` sub-verb; add yours here (bench pipeline / audio / bag).
 SUBVERBS: list[Callable[[argparse._SubParsersAction], None]] = [_register_model, _register_pipeline, _register_audio,
-                                                                _register_bag]
+                                                                _register_bag, _register_drivers]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
