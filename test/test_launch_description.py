@@ -115,7 +115,8 @@ def _fake_launch_modules():
 
 
 def test_launch_file_builds_the_nodes(monkeypatch):
-    monkeypatch.delenv(desc.DDS_PROFILE_ENV, raising=False)
+    for k in desc.DDS_PROFILE_ENVS:
+        monkeypatch.delenv(k, raising=False)
     mods, calls = _fake_launch_modules()
     for k, v in mods.items():
         monkeypatch.setitem(sys.modules, k, v)
@@ -136,18 +137,19 @@ def test_launch_file_builds_the_nodes(monkeypatch):
     assert ("image", "/cam") in face["remappings"] and face["namespace"] == "robot1"
     assert face["condition"].expr.name == "enable_face"
     assert nodes["audio_node"]["parameters"][0] == str(ROOT / "config" / "audio.yaml")
-    assert face["env"] == {desc.DDS_PROFILE_ENV: str(ROOT / "config" / desc.LARGE_DATA_PROFILE)}
+    assert face["env"] == dict.fromkeys(desc.DDS_PROFILE_ENVS, str(ROOT / "config" / desc.LARGE_DATA_PROFILE))
 
 
 def test_dds_profile_argument(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGE_INFER_CONFIG_DIR", str(ROOT / "config"))
     shipped = str(ROOT / "config" / desc.LARGE_DATA_PROFILE)
-    assert desc.node_environment({}, {}) == {desc.DDS_PROFILE_ENV: shipped}
+    assert desc.node_environment({}, {}) == dict.fromkeys(desc.DDS_PROFILE_ENVS, shipped)  # Fast DDS 3.x and 2.x names
     assert desc.node_environment({}, {desc.DDS_PROFILE_ENV: "/robot/own.xml"}) == {}  # the robot's own wins
+    assert desc.node_environment({}, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/own.xml"}) == {}
     assert desc.node_environment({"dds_profile": "none"}, {}) == {}
     mine = tmp_path / "mine.xml"
     mine.write_text("<dds/>")
-    assert desc.node_environment({"dds_profile": str(mine)}, {}) == {desc.DDS_PROFILE_ENV: str(mine)}
+    assert desc.node_environment({"dds_profile": str(mine)}, {}) == dict.fromkeys(desc.DDS_PROFILE_ENVS, str(mine))
     with pytest.raises(FileNotFoundError):
         desc.node_environment({"dds_profile": str(tmp_path / "missing.xml")}, {})
 

@@ -11,6 +11,7 @@ external pipeline, e.g. ``ros2 launch``). Matching and rates are ROS-free: :mod:
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -63,6 +64,10 @@ class _SubprocessCamera:
                  start_timeout_s: float = 120.0) -> None:
         cmd = [sys.executable, "-m", "edge_infer.ros.camera_player", *feed.argv(), "--topic", topic, "--qos", qos,
                "--serve"]
+        if env is None:  # a camera driver on a robot with edge_infer's large-data DDS profile (README)
+            from edge_infer.launch_description import node_environment
+
+            env = {**os.environ, **node_environment({})}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read_stdout, name="camera_player_stdout", daemon=True).start()
@@ -143,7 +148,7 @@ class FaceBenchHarness:
     """
 
     def __init__(self, feed: CameraFeed, *, nodes_under_test: Callable[[], Sequence] | None = None,
-                 image_topic: str = "/image", faces_topic: str = "/face_pipeline/faces", camera: str = "in_process",
+                 image_topic: str = "/image", faces_topic: str = "/face_pipeline/faces", camera: str = "subprocess",
                  qos: str = "sensor", camera_env: dict[str, str] | None = None,
                  on_output: Callable[[Received], None] | None = None, node_name: str = "edge_infer_bench") -> None:
         if camera not in CAMERA_MODES:
