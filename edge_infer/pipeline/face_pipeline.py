@@ -9,6 +9,10 @@ runs every ``detect_every`` frames, and at once when a tracked face's mesh confi
 ``mesh_min_confidence`` (face lost), so a tracked frame is never worse than one the tracker could not explain.
 Tracked faces keep the detector's box/keypoint convention: at each detection the offset between the
 detector's box/keypoints and the mesh's is recorded and reapplied to the tracked mesh.
+
+Face ids (``Face.id``, e.g. ``f00007``): a tracked face keeps its track's id; a detected face takes the id of
+the previous frame's face it overlaps most (IoU >= ``ID_MATCH_IOU``, each id at most once), else a new id. A
+face that leaves the image (or is missed for one frame) comes back with a new id, as ROS4HRI expects of ids.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from edge_infer.pipeline.latency import FrameTimer
 
 #: mesh indices standing for RetinaFace's 5 keypoints (right eye, left eye, nose, mouth right, mouth left)
 MESH_KEYPOINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
+#: a detected face continues the id of a previous-frame face whose box overlaps it at least this much
+ID_MATCH_IOU = 0.3
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Face:
     emotion_scores: dict[str, float] | None = None
     mesh: np.ndarray | None = None  # [468,3] image pixels (z in x's unit)
     mesh_confidence: float | None = None
+    id: str = ""  # stable while the face is tracked; a valid ROS name token (ROS4HRI topic names use it)
 
 
 @dataclass
@@ -69,6 +76,7 @@ class _Track:
     score: float
     box_offset: np.ndarray  # detector box relative to the mesh bbox, in units of mesh bbox size
     kp_offset: np.ndarray  # detector keypoints minus mesh keypoints, in units of mesh bbox size
+    face_id: str = ""
 
 
 def _mesh_bbox(points: np.ndarray) -> np.ndarray:
@@ -84,6 +92,13 @@ def _bbox_scale(bbox: np.ndarray) -> np.ndarray:
     return np.maximum(bbox[2:] - bbox[:2], 1.0)
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w, h = np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2])
+    inter = max(float(w), 0.0) * max(float(h), 0.0)
+    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - inter
+    return inter / union if union > 0 else 0.0
+
+
 class FacePipeline:
     """Runs the three face models on frames; stateful only for tracking (call :meth:`reset` between streams)."""
 
@@ -93,6 +108,8 @@ class FacePipeline:
         self.config = config or FaceConfig()
         self._tracks: list[_Track] = []
         self._since_detect = 0
+        self._previous: list[tuple[str, np.ndarray]] = []  # (id, box) of the last frame's faces
+        self._ids_issued = 0  # never reset: an id is not reused for another face within this pipeline
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, backend: str = "onnxruntime", config: FaceConfig | None = None,
@@ -122,6 +139,7 @@ class FacePipeline:
     def reset(self) -> None:
         self._tracks = []
         self._since_detect = 0
+        self._previous = []
 
     # ------------------------------------------------------------------------------------------ stages
     def _detect(self, frame: Frame, timer: FrameTimer) -> retinaface.Detections:
@@ -161,7 +179,7 @@ class FacePipeline:
             box = bbox + track.box_offset * np.tile(scale, 2)
             kps = _mesh_keypoints(pts) + track.kp_offset * scale
             faces.append(Face(box.astype(np.float32), track.score, kps.astype(np.float32), True, mesh=pts,
-                              mesh_confidence=float(cf)))
+                              mesh_confidence=float(cf), id=track.face_id))
         return faces
 
     def _detect_faces(self, frame: Frame, timer: FrameTimer) -> list[Face]:
@@ -186,8 +204,22 @@ class FacePipeline:
                 kp_offset = (f.keypoints - _mesh_keypoints(f.mesh)) / scale
             else:
                 box_offset, kp_offset = self._tracks[i].box_offset, self._tracks[i].kp_offset
-            tracks.append(_Track(face_mesh.roi_from_landmarks(f.mesh), f.score, box_offset, kp_offset))
+            tracks.append(_Track(face_mesh.roi_from_landmarks(f.mesh), f.score, box_offset, kp_offset, f.id))
         self._tracks = tracks
+
+    def _assign_ids(self, faces: list[Face]) -> None:
+        """Detected faces continue the previous frame's ids by box overlap (greedy, best pairs first), else new."""
+        pairs = sorted(((_iou(f.box, box), i, fid) for i, f in enumerate(faces) for fid, box in self._previous),
+                       key=lambda p: -p[0])
+        taken: set[str] = set()
+        for iou, i, fid in pairs:
+            if iou >= ID_MATCH_IOU and not faces[i].id and fid not in taken:
+                faces[i].id = fid
+                taken.add(fid)
+        for f in faces:
+            if not f.id:
+                self._ids_issued += 1
+                f.id = f"f{self._ids_issued:05d}"
 
     def process(self, frame: Frame, timer: FrameTimer | None = None) -> FaceFrameResult:
         """Faces of one frame in original image pixels; ``timer`` may already hold the node's decode time."""
@@ -200,6 +232,7 @@ class FacePipeline:
         detected = faces is None
         if detected:
             faces = self._detect_faces(frame, timer)
+            self._assign_ids(faces)
             self._since_detect = 0
         else:
             self._since_detect += 1
@@ -207,4 +240,5 @@ class FacePipeline:
             self._run_emotion(frame, faces, timer)
         if c.tracking:
             self._update_tracks(faces, detected)
+        self._previous = [(f.id, f.box) for f in faces]
         return FaceFrameResult(faces, frame.width, frame.height, timer, detected)
