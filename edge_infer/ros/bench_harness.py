@@ -287,6 +287,10 @@ def node_end_to_end(models_dir, frames: int, camera: str = "in_process") -> dict
         h.wait_connected()
         got = [r.doc for r in (h.send_and_wait() for _ in range(frames)) if r is not None]
     lat = [g["latency_ms"] for g in got[1:]]
+    stages = dict.fromkeys(k for x in lat for k in x)  # where the time goes: the node's own stage timings
     return {"frames": len(got),
             "end_to_end_p50_ms": float(np.median([x["end_to_end"] for x in lat])),
-            "raw_models_p50_ms": float(np.median([x["detector"] + x.get("mesh", 0) + x.get("emotion", 0) for x in lat]))}
+            "raw_models_p50_ms": float(np.median([x["detector"] + x.get("mesh", 0) + x.get("emotion", 0) for x in lat])),
+            "stages_p50_ms": {k: round(float(np.median([x.get(k, 0.0) for x in lat])), 3) for k in stages},
+            # stamp -> the worker starting the frame: transport, callback, hand-off to the worker
+            "before_processing_p50_ms": float(np.median([x["end_to_end"] - x["processing"] for x in lat]))}
