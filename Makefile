@@ -78,11 +78,11 @@ demo: sysdeps ros-env models
 # using the `ros` fixture are marked `ros` by test/conftest.py; others that start ROS processes mark themselves.
 PYTEST_KILTED := $(PY) -m pytest test
 PYTEST_JAZZY := $(JAZZY_PY) -m pytest -m ros test
-test: sysdeps ros-env ros-env-jazzy models
+test: sysdeps ros-env ros-env-jazzy models bench-env
 	$(PYTEST_KILTED)
 	$(PYTEST_JAZZY)
 
-test-kilted: sysdeps ros-env models
+test-kilted: sysdeps ros-env models bench-env
 	$(PYTEST_KILTED)
 
 test-jazzy: sysdeps ros-env-jazzy models
