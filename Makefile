@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # inherited (make run from inside one venv's python), would make the other venv load the wrong libraries.
 unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
-.PHONY: demo test test-kilted test-jazzy venv venv-jazzy ros-env ros-env-jazzy models sysdeps bench vermin \
+.PHONY: demo test test-kilted test-jazzy venv venv-jazzy ros-env ros-env-jazzy models sysdeps bench bench-env vermin \
         lock gpu-check clean
 
 # ---- venvs: re-install only when a requirement, a lock or setup.py changed (second run: no pip at all)
@@ -78,11 +78,11 @@ demo: sysdeps ros-env models
 # using the `ros` fixture are marked `ros` by test/conftest.py; others that start ROS processes mark themselves.
 PYTEST_KILTED := $(PY) -m pytest test
 PYTEST_JAZZY := $(JAZZY_PY) -m pytest -m ros test
-test: sysdeps ros-env ros-env-jazzy models
+test: sysdeps ros-env ros-env-jazzy models bench-env
 	$(PYTEST_KILTED)
 	$(PYTEST_JAZZY)
 
-test-kilted: sysdeps ros-env models
+test-kilted: sysdeps ros-env models bench-env
 	$(PYTEST_KILTED)
 
 test-jazzy: sysdeps ros-env-jazzy models
@@ -97,7 +97,14 @@ vermin: $(STAMP)
 gpu-check: models
 	$(VENV)/bin/edge-infer selftest --cuda --models-dir "$(EDGE_INFER_MODELS)"
 
-bench: models
+# The benchmark's peer, mediapipe's own FaceMesh, lives in its own venv (.venv-bench, requirements-bench.txt, never
+# the product's dependencies); `edge-infer bench pipeline` makes it too when it is missing or its pins changed.
+bench-env: $(STAMP)
+	$(PY) -c "from edge_infer.bench.peer import ensure_venv; ensure_venv()"
+
+# ours vs mediapipe (tracked, detect every frame, faces on a group frame), pipeline/raw, 6/1 face cost, and the
+# node end to end minus its models with the camera in another process, each against its goal
+bench: models bench-env
 	$(VENV)/bin/edge-infer bench pipeline --models-dir "$(EDGE_INFER_MODELS)"
 
 # Rewrite the locks from the venvs after a deliberate upgrade (packages setup/ builds are not locked).

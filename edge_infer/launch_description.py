@@ -23,8 +23,8 @@ argument                  default       meaning
 ``autostart``             ``""``        ``false``: the (lifecycle) nodes wait unconfigured for ``ros2 lifecycle set``
                                         or a launch ChangeState event (``""`` = the YAML value, true)
 ``dds_profile``           ``large_data`` Fast DDS profile of the node processes: ``large_data`` = the shipped
-                                        ``config/fastdds_large_data.xml`` (unless FASTDDS_DEFAULT_PROFILES_FILE
-                                        is already set), a path, or ``none``
+                                        ``config/fastdds_large_data.xml`` (unless FASTDDS_/FASTRTPS_DEFAULT_
+                                        PROFILES_FILE is already set), a path, or ``none``
 ========================  ============  ==========================================================
 """
 
@@ -80,7 +80,9 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "is set), a path to an XML file, or none."),
 )
 
-DDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+DDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"  # Fast DDS 3.x (Kilted and newer)
+# Fast DDS 2.x (Humble, Jazzy) reads only the old name: measured on Jazzy, the new one alone changes nothing
+DDS_PROFILE_ENVS = (DDS_PROFILE_ENV, "FASTRTPS_DEFAULT_PROFILES_FILE")
 LARGE_DATA_PROFILE = "fastdds_large_data.xml"
 
 NODES: tuple[NodeDescription, ...] = (
@@ -119,17 +121,17 @@ def node_environment(arguments: Mapping[str, str], environ: Mapping[str, str] | 
     if value in ("", "none"):
         return {}
     if value == "large_data":
-        if env.get(DDS_PROFILE_ENV):
+        if any(env.get(k) for k in DDS_PROFILE_ENVS):
             return {}  # the user's (or the robot's) own profile wins
         from edge_infer.paths import config_file
 
-        return {DDS_PROFILE_ENV: str(config_file(LARGE_DATA_PROFILE))}
+        return dict.fromkeys(DDS_PROFILE_ENVS, str(config_file(LARGE_DATA_PROFILE)))
     path = Path(value).expanduser()
     if not path.is_file():
         from edge_infer.errors import MissingFileError
 
         raise MissingFileError(f"dds_profile {value}: no such file (use large_data, none or a path to a Fast DDS XML)")
-    return {DDS_PROFILE_ENV: str(path)}
+    return dict.fromkeys(DDS_PROFILE_ENVS, str(path))
 
 
 def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ import pytest
 from edge_infer.ros.driver_check import CameraCase, format_table, node_process, play_bag_process, run_driver_matrix, speech_bag
 
 CASES = {
-    "reliable_720p": CameraCase(1280, 720, 10.0, 30, "reliable", profile=False),
+    "reliable_720p": CameraCase(1280, 720, 10.0, 40, "reliable", profile=False),
     "best_effort_1080p_default_dds": CameraCase(1920, 1080, 10.0, 30, "best_effort", profile=False),
     "best_effort_1080p_profile": CameraCase(1920, 1080, 10.0, 30, "best_effort", profile=True),
     "best_effort_720p_profile_yuyv": CameraCase(1280, 720, 10.0, 20, "best_effort", profile=True,

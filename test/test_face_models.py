@@ -328,3 +328,28 @@ def test_litert_backend_named_io_batches_and_threads(models_dir: Path, astronaut
         be.run({"image": crops})
     with pytest.raises(BackendError, match="LiteRT could not load"):
         create_backend("litert", str(models_dir / "face_mesh.onnx"))
+
+
+# ---------------------------------------------------------------- one conversion per frame, reused memory
+
+
+def test_bgr_inputs_give_the_same_tensors_as_rgb(astronaut: np.ndarray) -> None:
+    """A bgr8 camera frame goes to every model without a whole-frame conversion: same tensors as from RGB."""
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    rois = [fm.Roi(225, 118, 170, 170, 0.1), fm.Roi(5, 5, 300, 200)]
+    np.testing.assert_array_equal(fm.crop_batch(bgr, rois, channel_order="bgr"), fm.crop_batch(astronaut, rois))
+    for size in (rf.DEFAULT_INPUT_SIZE, (320, 256)):
+        np.testing.assert_array_equal(rf.prepare_input(bgr, size, "bgr")[0], rf.prepare_input(astronaut, size)[0])
+    with pytest.raises(ValueError, match="channel_order"):
+        fm.crop_batch(bgr, rois, channel_order="bgra")
+
+
+def test_reused_detector_buffers_match_fresh_tensors(astronaut: np.ndarray) -> None:
+    buffers = rf.InputBuffers()
+    wide = cv2.resize(astronaut, (1280, 720))
+    for image, size in ((wide, None), (astronaut, None), (astronaut, (320, 256)), (wide, None)):
+        fresh, lb = rf.prepare_input(image, size)
+        reused, lb2 = rf.prepare_input(image, size, "rgb", buffers)
+        assert lb == lb2
+        np.testing.assert_array_equal(reused, fresh)  # padding refilled when the letterbox changes
+    assert rf.prepare_input(wide, None, "rgb", buffers)[0] is buffers.tensor  # the same memory, frame to frame

@@ -29,9 +29,13 @@ def samples(models_dir):
     return load_samples(models_dir)
 
 
-@pytest.fixture(scope="module")
-def pipeline(models_dir):
-    return FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+#: the accuracy tests hold for ONNX Runtime and for whatever `auto` picks (here: LiteRT for the face mesh)
+BACKENDS = ("onnxruntime", "auto")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def pipeline(models_dir, request):
+    return FacePipeline.from_models_dir(models_dir, request.param, config=FaceConfig(tracking=False))
 
 
 def _inside(box, region, tol=0):
@@ -61,8 +65,9 @@ def test_any_input_size_maps_back_to_image_pixels(pipeline, samples, size):
     assert np.abs(faces[0].box - ref).max() < 0.1 * (ref[2] - ref[0])
 
 
-def test_one_batched_call_per_model_for_all_faces(models_dir, samples):
-    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_batched_call_per_model_for_all_faces(models_dir, samples, backend):
+    p = FacePipeline.from_models_dir(models_dir, backend, config=FaceConfig(tracking=False))
     p.detector, p.emotion, p.mesh = CountingBackend(p.detector), CountingBackend(p.emotion), CountingBackend(p.mesh)
     result = p.process(Frame(scene(samples, 0, n_faces=6), "bgr8"))
     assert len(result.faces) == 6
@@ -77,10 +82,11 @@ def test_black_and_faceless_frames_are_valid_and_empty(pipeline):
     assert pipeline.process(Frame(noise, "mono8")).faces == []
 
 
-def test_tracking_skips_detector_and_stays_as_good_as_detection(models_dir, samples):
-    tracked = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=10))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tracking_skips_detector_and_stays_as_good_as_detection(models_dir, samples, backend):
+    tracked = FacePipeline.from_models_dir(models_dir, backend, config=FaceConfig(tracking=True, detect_every=10))
     tracked.detector = CountingBackend(tracked.detector)
-    every = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    every = FacePipeline.from_models_dir(models_dir, backend, config=FaceConfig(tracking=False))
     ious, mesh_err = [], []
     for i in range(20):
         frame = Frame(scene(samples, i * 3), "bgr8")
@@ -96,6 +102,64 @@ def test_tracking_skips_detector_and_stays_as_good_as_detection(models_dir, samp
     assert len(tracked.detector.calls) == 2  # frames 0 and 10
     assert min(ious) > 0.8, ious  # detector-vs-detector jitter on neighbouring frames is of the same order
     assert max(mesh_err) < 0.03, mesh_err
+
+
+def test_auto_runs_the_tflite_mesh_under_litert_and_agrees_with_onnxruntime(models_dir, samples):
+    """`auto` on a CPU: LiteRT for the model that came from TFLite (its zoo file), ONNX Runtime for the rest;
+    same faces, emotion labels and mesh as the ONNX Runtime pipeline within the mesh test's tolerance."""
+    auto = FacePipeline.from_models_dir(models_dir, "auto", config=FaceConfig(tracking=False))
+    ort = FacePipeline.from_models_dir(models_dir, "onnxruntime", config=FaceConfig(tracking=False))
+    assert auto.mesh.name.startswith("litert[") and auto.detector.name.startswith("onnxruntime")
+    assert auto.emotion.name.startswith("onnxruntime") and "litert[" in auto.backend_name
+    assert ort.backend_name == ort.detector.name  # one runtime: the name is unchanged
+    frame = Frame(scene(samples, 0, n_faces=6), "bgr8")
+    a, b = auto.process(frame).faces, ort.process(frame).faces
+    assert len(a) == len(b) == 6
+    for fa, fb in zip(a, b):
+        np.testing.assert_allclose(fa.box, fb.box)  # same detector, same input
+        assert fa.emotion == fb.emotion
+        size = fb.box[2] - fb.box[0]
+        assert np.linalg.norm(fa.mesh[:, :2] - fb.mesh[:, :2], axis=1).max() < 0.01 * size
+        assert abs(fa.mesh_confidence - fb.mesh_confidence) < 1e-3
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "mono8", "yuv422_yuy2"])
+def test_colour_order_is_handled_per_crop_not_per_frame(models_dir, samples, encoding):
+    """A bgr8 frame is never converted whole (each model's crop converts itself): the results equal those of
+    the same picture sent as rgb8, and other encodings still give the face."""
+    import cv2
+
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    bgr = scene(samples, 3)
+    ref = p.process(Frame(bgr, "bgr8")).faces
+    if encoding == "rgb8":
+        other = p.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8")).faces
+        assert len(other) == len(ref) == 1
+        np.testing.assert_array_equal(other[0].box, ref[0].box)
+        np.testing.assert_array_equal(other[0].mesh, ref[0].mesh)
+        assert other[0].emotion_scores == ref[0].emotion_scores
+    elif encoding == "mono8":
+        other = p.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), "mono8")).faces
+        assert len(other) == 1 and _inside(other[0].box, ref[0].box, tol=10)
+    else:
+        yuyv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2) if hasattr(cv2, "COLOR_BGR2YUV_YUY2") else None
+        if yuyv is None:
+            pytest.skip("this OpenCV cannot pack YUY2")
+        other = p.process(Frame(yuyv, encoding)).faces
+        assert len(other) == 1 and _inside(other[0].box, ref[0].box, tol=10)
+
+
+def test_frame_size_change_keeps_the_reused_detector_input_right(models_dir, samples):
+    """The detector's input memory is reused frame to frame; a frame of another size must not leave stale
+    pixels in the letterbox padding (same faces as a fresh pipeline on that frame)."""
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    big = scene(samples, 0, size=(1280, 720))
+    tall = np.ascontiguousarray(scene(samples, 0, size=(720, 1280)))
+    for frame in (big, tall, big):
+        fresh = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+        a, b = p.process(Frame(frame, "bgr8")).faces, fresh.process(Frame(frame, "bgr8")).faces
+        assert len(a) == len(b) == 1
+        np.testing.assert_array_equal(a[0].box, b[0].box)
 
 
 def test_lost_face_triggers_detection_at_once(models_dir, samples):

@@ -104,7 +104,9 @@ def _environ(pid: int) -> dict[str, str]:
 def launch_pipeline(launch_env, models_dir):
     """start(*'name:=value') -> LaunchRun; every launch is stopped (killed if need be) after."""
     runs: list[LaunchRun] = []
-    env = {k: v for k, v in launch_env.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+    from edge_infer.launch_description import DDS_PROFILE_ENVS
+
+    env = {k: v for k, v in launch_env.items() if k not in DDS_PROFILE_ENVS}
     env.update(EDGE_INFER_MODELS=str(models_dir), PYTHONUNBUFFERED="1")
 
     def start(*arguments: str) -> LaunchRun:
@@ -161,17 +163,21 @@ def test_launch_arguments_are_the_description(launch_env):
 
 
 def test_defaults_come_up_active_with_the_yaml_and_the_dds_profile_and_stop_on_one_sigint(ros, launch_pipeline):
+    from edge_infer.launch_description import DDS_PROFILE_ENVS
+    from edge_infer.ros.param_table import AUDIO_NODE, FACE_NODE, defaults
+
     run = launch_pipeline()
     with _client("launch_defaults_client") as client:
         for node in ("/face_pipeline", "/audio_node"):
             assert get_state(client, node, timeout=60) == "active", run.output
-        face = get_parameters(client, "/face_pipeline", ["detect_every", "backend", "autostart", "input_qos.depth"])
-        assert face == {"detect_every": 10, "backend": "onnxruntime", "autostart": True, "input_qos.depth": 1}
-        assert get_parameters(client, "/audio_node", ["input_qos.depth"]) == {"input_qos.depth": 50}
+        names = ["detect_every", "backend", "autostart", "input_qos.depth"]
+        assert get_parameters(client, "/face_pipeline", names) == {k: defaults(FACE_NODE)[k] for k in names}
+        assert get_parameters(client, "/audio_node", names[1:]) == {k: defaults(AUDIO_NODE)[k] for k in names[1:]}
     pids = run.pids()
     profile = str(ROOT / "config" / "fastdds_large_data.xml")
     for exe, params_file in (("face_pipeline_node", "face_pipeline.yaml"), ("audio_node", "audio.yaml")):
-        assert _environ(pids[exe]).get("FASTDDS_DEFAULT_PROFILES_FILE") == profile, exe
+        env = _environ(pids[exe])
+        assert {k: env.get(k) for k in DDS_PROFILE_ENVS} == dict.fromkeys(DDS_PROFILE_ENVS, profile), exe
         with open(f"/proc/{pids[exe]}/cmdline", "rb") as f:
             argv = f.read().decode().split("\0")
         assert Path(argv[argv.index("--params-file") + 1]) == ROOT / "config" / params_file, argv
@@ -207,8 +213,10 @@ def test_namespace_remaps_and_overrides_and_a_second_sigint(ros, launch_pipeline
             camera.publish(image_to_msg(astronaut_rgb, "rgb8", "cam", client.get_clock().now().to_msg()))
             wait_for(lambda: faces, timeout=1.0)
         assert faces and len(faces[-1]["faces"]) == 1, run.output
+    from edge_infer.launch_description import DDS_PROFILE_ENVS
+
     for exe, pid in run.pids().items():
-        assert "FASTDDS_DEFAULT_PROFILES_FILE" not in _environ(pid), exe  # dds_profile:=none
+        assert not set(DDS_PROFILE_ENVS) & set(_environ(pid)), exe  # dds_profile:=none
     elapsed = run.interrupt(second_after_s=0.05)
     _assert_stopped_cleanly(run, elapsed, {"face_pipeline_node", "audio_node"})
 

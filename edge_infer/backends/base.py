@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edge_infer.errors import EdgeInferError
 import abc
+import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -30,6 +31,22 @@ class TensorInfo:
     def describe(self) -> str:
         dims = ",".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name}[{dims}]:{self.dtype}"
+
+
+def default_cpu_threads() -> int:
+    """Threads a CPU runtime (ONNX Runtime intra-op, LiteRT/XNNPACK) gets when none is asked for (0).
+
+    One less than the CPUs this process may run on, at least 1, at most 4. Why not every core (the runtimes'
+    own default): a node is not alone on its machine (camera driver, DDS, the executor, other nodes), and a
+    thread pool that spins on a core someone else needs is slower than one thread. Measured on the 2-core dev
+    machine with other work running: RetinaFace 640x384 13.6-14 ms with 1 thread against 24-27 ms with 2;
+    with the second core free, 2 threads were no faster (PERF_NOTES.md). Small models gain nothing past 4.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus - 1))
 
 
 class BackendError(EdgeInferError, RuntimeError):

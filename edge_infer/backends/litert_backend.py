@@ -3,12 +3,16 @@
 Two jobs: the *source framework* reference when validating an imported TFLite model (the face mesh), and a
 runtime in its own right (measured on the dev machine: the original face mesh takes 2.3 ms with LiteRT's
 XNNPACK delegate against 5.0 ms for the converted ONNX under ONNX Runtime). ``threads`` is LiteRT's
-``num_threads`` (0 = its default).
+``num_threads`` (0 = :func:`edge_infer.backends.base.default_cpu_threads`).
 
 TFLite models are usually saved with batch 1. A feed with another batch resizes the input tensors (and
 re-allocates) once per new shape; a model whose graph pins batch 1 (a Reshape constant) is then run row by
 row instead, so callers can always pass a batch. The interpreter is not thread safe: ``run`` holds a lock.
 ``ai_edge_litert`` is imported only when this backend is created.
+
+``names`` renames TFLite tensors (``{"input_1": "image", ...}``, from the zoo's ``litert.names``) so a model
+run here answers to the same I/O names as its ONNX conversion: ``backend: auto`` can pick either runtime and
+the pipeline does not notice.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo, default_cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +40,26 @@ def _info(detail: Mapping[str, Any]) -> TensorInfo:
 class LiteRTBackend(Backend):
     """A ``.tflite`` model under LiteRT's Interpreter (XNNPACK delegate for float models on CPU)."""
 
-    def __init__(self, model_path: str, threads: int = 0, **_: Any) -> None:
+    def __init__(self, model_path: str, threads: int = 0, names: Mapping[str, str] | None = None, **_: Any) -> None:
         super().__init__(model_path)
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:
             raise BackendError(f"{LITERT_HINT} ({e})") from e
         try:
-            self.interpreter = Interpreter(model_path=str(model_path), num_threads=int(threads) or None)
+            threads = int(threads) or default_cpu_threads()
+            self.interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except Exception as e:  # missing file, not a flatbuffer, unsupported op
             raise BackendError(f"LiteRT could not load {model_path}: {str(e).splitlines()[0] if str(e) else e}") from e
-        self._in_details = self.interpreter.get_input_details()
-        self._out_details = self.interpreter.get_output_details()
+        names = dict(names or {})
+        self._in_details = [dict(d, name=names.get(d["name"], d["name"])) for d in self.interpreter.get_input_details()]
+        self._out_details = [dict(d, name=names.get(d["name"], d["name"])) for d in self.interpreter.get_output_details()]
+        unknown = set(names) - {d["name"] for d in self.interpreter.get_input_details() + self.interpreter.get_output_details()}
+        if unknown:
+            raise BackendError(f"{model_path}: no tensors named {sorted(unknown)} to rename; the model has "
+                               f"{[d['name'] for d in self.interpreter.get_input_details()]} -> "
+                               f"{[d['name'] for d in self.interpreter.get_output_details()]}")
         self._inputs = [_info(d) for d in self._in_details]
         self._outputs = [_info(d) for d in self._out_details]
         self._shapes = {d["name"]: tuple(int(v) for v in d["shape"]) for d in self._in_details}
@@ -56,7 +67,7 @@ class LiteRTBackend(Backend):
         self._lock = threading.Lock()
         import ai_edge_litert
 
-        self.name = f"litert[{getattr(ai_edge_litert, '__version__', '?')},{int(threads) or 'default'}t]"
+        self.name = f"litert[{getattr(ai_edge_litert, '__version__', '?')},{threads}t]"
 
     def _resize(self, feeds: Mapping[str, np.ndarray]) -> bool:
         """Match the input tensors to the feeds' shapes; False when the graph cannot take them."""

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.base import Backend, BackendError, TensorInfo, default_cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,13 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 
 
 class OnnxRuntimeBackend(Backend):
-    """The only place that opens an ``onnxruntime.InferenceSession``."""
+    """The only place that opens an ``onnxruntime.InferenceSession``.
+
+    ``intra_op_threads`` 0 = :func:`edge_infer.backends.base.default_cpu_threads` (not ONNX Runtime's "every
+    core"). Graph optimisation stays at ORT_ENABLE_ALL: measured on RetinaFace, EXTENDED (no NCHWc layout) is
+    1.5x slower and fixing the input shape gains nothing; INT8 QDQ models are slower than fp32 on this CPU
+    (PERF_NOTES.md).
+    """
 
     def __init__(
         self,
@@ -76,7 +82,7 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as e:  # pragma: no cover - onnxruntime is a hard dependency
             raise BackendError("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from e
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
+        opts.intra_op_num_threads = int(intra_op_threads) or default_cpu_threads()
         opts.inter_op_num_threads = inter_op_threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if log_severity_level is not None:  # 3 = errors only: offline tools keep the terminal for their report

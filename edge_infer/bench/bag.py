@@ -52,7 +52,7 @@ class BagBenchConfig:
     external: bool = False                   # measure a pipeline already running (not started here)
     namespace: str = ""
     launch_arguments: dict[str, str] = field(default_factory=dict)  # for the in-process pipeline
-    camera: str = "in_process"               # or "subprocess": the camera player in its own process
+    camera: str = "subprocess"               # the camera player in its own process (a driver); or "in_process"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

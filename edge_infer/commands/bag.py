@@ -132,7 +132,7 @@ def register_bench_bag(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--external", action="store_true", help="measure a pipeline already running (ros2 launch)")
     p.add_argument("--namespace", default="")
     p.add_argument("--backend", default="", help="in-process pipeline backend override")
-    p.add_argument("--camera", choices=("in_process", "subprocess"), default="in_process",
+    p.add_argument("--camera", choices=("in_process", "subprocess"), default="subprocess",
                    help="where the bag's frames are published from: this process, or a camera player process of "
                         "its own (as a real driver)")
     p.add_argument("--out", default="out/bench_bag", help="directory for bench_bag.json and the plots")

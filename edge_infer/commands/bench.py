@@ -65,18 +65,51 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
-    p = bsub.add_parser("pipeline", help="face pipeline vs raw models, 1 vs 6 faces, tracking on/off, node e2e")
+    p = bsub.add_parser("pipeline", help="face pipeline vs raw models and vs mediapipe, 1 vs 6 faces, tracking, "
+                                         "node e2e (camera in another process)")
     p.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
+    p.add_argument("--backend", default="auto", help="runtime of the pipeline's models (default auto)")
+    p.add_argument("--no-peer", action="store_true", help="skip mediapipe (its venv is made on first use)")
+    p.add_argument("--no-node", action="store_true", help="skip the node end-to-end run")
+    p.add_argument("--bench-venv", help="the mediapipe peer's venv (default .venv-bench in the checkout)")
     add_models_dir(p)
     add_json(p)
     p.set_defaults(func=_pipeline)
 
 
-def _pipeline(args: argparse.Namespace) -> int:
-    from edge_infer.bench.pipeline import print_pipeline_bench, run_pipeline_bench
+def _node_e2e_cross_process(models_dir: Path, frames: int) -> dict:
+    """The face node against a camera in another process, both with the shipped DDS profile (as `ros2 launch`
+    and `edge-infer run` start them): the node's own end-to-end time minus its models' time."""
+    import os
+
+    from edge_infer.launch_description import DDS_PROFILE_ENV, LARGE_DATA_PROFILE
+    from edge_infer.paths import config_file
     from edge_infer.ros.bench_harness import node_end_to_end
 
-    report = run_pipeline_bench(models_dir(args), frames=args.frames, progress=not args.json, node_e2e=node_end_to_end)
+    before = os.environ.get(DDS_PROFILE_ENV)
+    os.environ[DDS_PROFILE_ENV] = str(config_file(LARGE_DATA_PROFILE))  # read when the DDS participants start
+    try:
+        result = node_end_to_end(models_dir, frames, camera="subprocess")
+    finally:
+        if before is None:
+            os.environ.pop(DDS_PROFILE_ENV, None)
+        else:
+            os.environ[DDS_PROFILE_ENV] = before
+    return {**result, "camera": f"camera in another process, DDS profile {LARGE_DATA_PROFILE}"}
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from edge_infer.bench.pipeline import print_pipeline_bench, run_pipeline_bench
+
+    peer_factory = None
+    if not args.no_peer:
+        from edge_infer.bench.peer import MediapipePeer, ensure_venv
+
+        python = ensure_venv(Path(args.bench_venv) if args.bench_venv else None,
+                             echo=(lambda s: None) if args.json else print)
+        peer_factory = lambda frame_sets: MediapipePeer(python, frame_sets)  # noqa: E731
+    report = run_pipeline_bench(models_dir(args), frames=args.frames, backend=args.backend, progress=not args.json,
+                                node_e2e=None if args.no_node else _node_e2e_cross_process, peer_factory=peer_factory)
     if args.json:
         emit(args, report, "")
     else:
@@ -102,6 +135,37 @@ def _audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_drivers(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("drivers", help="camera drivers in other processes -> the face node (its console script, "
+                        "own process): frames answered / lost in transport per QoS, size and DDS profile")
+    p.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
+    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--sizes", default="640x480,1280x720,1920x1080", help="comma separated WxH")
+    p.add_argument("--qos", default="reliable,best_effort", help="camera QoS kinds, comma separated")
+    p.add_argument("--node-reliability", default="auto", choices=("auto", "reliable", "best_effort"),
+                   help="the node's input_qos.reliability (default auto)")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_drivers)
+
+
+def _drivers(args: argparse.Namespace) -> int:
+    from edge_infer.fileio import atomic_write_json
+    from edge_infer.ros.driver_check import CameraCase, format_table, run_driver_matrix
+
+    cases = [CameraCase(int(w), int(h), args.rate, args.frames, qos, profile)
+             for qos in args.qos.split(",") for profile in (False, True)
+             for w, h in (s.split("x") for s in args.sizes.split(","))]
+    results = run_driver_matrix(models_dir(args), cases,
+                                node_params={"input_qos.reliability": args.node_reliability})
+    doc = {"node_reliability": args.node_reliability, "cases": [r.as_dict() for r in results]}
+    if args.out:
+        atomic_write_json(Path(args.out), doc)
+    emit(args, doc, f"node input_qos.reliability: {args.node_reliability}\n" + format_table(results))
+    return 0
+
+
 def _register_bag(bsub: argparse._SubParsersAction) -> None:
     from edge_infer.commands.bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
 
@@ -110,7 +174,7 @@ def _register_bag(bsub: argparse._SubParsersAction) -> None:
 
 # Each entry adds one `bench` sub-verb; add yours here (bench pipeline / audio / bag).
 SUBVERBS: list[Callable[[argparse._SubParsersAction], None]] = [_register_model, _register_pipeline, _register_audio,
-                                                                _register_bag]
+                                                                _register_bag, _register_drivers]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -33,6 +33,8 @@ INPUT_NAME: str = _SPEC.io_names("inputs", 1)[0]
 LANDMARKS, FACE_FLAG = _SPEC.io_names("outputs", 2)
 INPUT_SIZE: int = _SPEC.fixed_dim("inputs", 0, 1)
 PIXEL_SCALE = np.float32(_SPEC.preprocess_value("scale"))  # uint8 -> model input
+#: the original TFLite's tensor names -> INPUT_NAME, LANDMARKS, FACE_FLAG (zoo ``litert.names``)
+TFLITE_NAMES: dict[str, str] = dict(_SPEC.litert.names) if _SPEC.litert else {}
 NUM_LANDMARKS = 468
 ROI_SCALE = 1.5  # MediaPipe face_detection_front_detection_to_roi / face_landmark_landmarks_to_roi
 #: mesh indices of the outer eye corners (image-left eye first), MediaPipe's rotation keypoints for tracking
@@ -95,19 +97,32 @@ def roi_from_landmarks(landmarks_px: np.ndarray, scale: float = ROI_SCALE) -> Ro
     return _roi(box, pts[EYE_CORNERS[0]], pts[EYE_CORNERS[1]], scale)
 
 
-def crop_batch(image_rgb: np.ndarray, rois: Sequence[Roi], size: int = INPUT_SIZE) -> np.ndarray:
-    """[N,size,size,3] float32 RGB in [0,1]: one rotated, resampled crop per ROI (edges replicated)."""
+def crop_batch(image_rgb: np.ndarray, rois: Sequence[Roi], size: int = INPUT_SIZE,
+               channel_order: str = "rgb") -> np.ndarray:
+    """[N,size,size,3] float32 RGB in [0,1]: one rotated, resampled crop per ROI (edges replicated).
+
+    ``channel_order`` "bgr": the image is BGR (a bgr8 camera frame); only the small crops are swapped to RGB,
+    never the whole frame.
+    """
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', not {channel_order!r}")
     image = np.ascontiguousarray(image_rgb)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    out = np.empty((len(rois), size, size, 3), np.uint8)
+    crops = np.empty((len(rois), size, size, 3), np.uint8)
+    swap = channel_order == "bgr" and image_rgb.ndim == 3
+    warped = np.empty((size, size, 3), np.uint8) if swap else None
     half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])  # pixel index -> continuous coordinate
     for i, roi in enumerate(rois):
         m = np.vstack([roi.crop_to_image(size), [0, 0, 1]])
         m = (np.linalg.inv(half) @ m @ half)[:2]  # index -> index, for cv2's pixel-centre convention
-        cv2.warpAffine(image, m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                       borderMode=cv2.BORDER_REPLICATE)
-    return out.astype(np.float32) * PIXEL_SCALE
+        cv2.warpAffine(image, m, (size, size), dst=warped if swap else crops[i],
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        if swap:
+            cv2.cvtColor(warped, cv2.COLOR_BGR2RGB, dst=crops[i])
+    out = np.empty(crops.shape, np.float32)
+    np.multiply(crops, PIXEL_SCALE, out=out, dtype=np.float32)  # one pass, straight into the model's layout
+    return out
 
 
 def decode(

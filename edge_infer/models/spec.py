@@ -50,6 +50,23 @@ class ModelSource:
 
 
 @dataclass(frozen=True)
+class LiteRTVariant:
+    """The model's original ``.tflite`` kept beside its conversion (same bytes as the source, same sha256).
+
+    Why: a model that came from TFLite runs 2-3x faster on a CPU under LiteRT's XNNPACK delegate than its
+    ONNX conversion under ONNX Runtime (face mesh: 1.2 ms vs 3.2 ms, docs in PERF_NOTES.md), so ``backend:
+    auto`` on a CPU runs this file. ``names`` maps the TFLite tensor names to the zoo's I/O names, so callers
+    see the same ``inputs``/``outputs`` whichever runtime was picked.
+    """
+
+    file: str
+    names: dict[str, str] = field(default_factory=dict)
+
+    def path(self, models_dir: Path) -> Path:
+        return Path(models_dir) / self.file
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     task: str
@@ -64,6 +81,7 @@ class ModelSpec:
     preprocess: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, list[int]] = field(default_factory=dict)  # TensorRT min/opt/max of the first input
     extra: dict[str, Any] = field(default_factory=dict)  # task specific (labels, keyword, checkpoint...)
+    litert: LiteRTVariant | None = None  # the original .tflite, for `backend: auto` on a CPU
 
     def path(self, models_dir: Path) -> Path:
         return Path(models_dir) / self.file
@@ -145,7 +163,23 @@ def _tensors(entry: str, raw: Any) -> tuple[TensorSpec, ...]:
 
 
 _KNOWN = {"task", "file", "source", "licence", "description", "convert", "non_commercial", "inputs", "outputs",
-          "preprocess", "profile"}
+          "preprocess", "profile", "litert"}
+
+
+def _litert(entry: str, raw: Any, source: ModelSource, inputs: tuple[TensorSpec, ...],
+            outputs: tuple[TensorSpec, ...]) -> LiteRTVariant | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "file" not in raw or not str(raw["file"]).endswith(".tflite"):
+        raise SpecError(f"{entry}: litert must be a mapping with a .tflite 'file'")
+    if source.extract != "file" or not source.member.endswith(".tflite"):
+        raise SpecError(f"{entry}: litert needs a .tflite source member extracted as a file, not {source.member}")
+    names = {str(k): str(v) for k, v in (raw.get("names") or {}).items()}
+    declared = {t.name for t in inputs + outputs}
+    if set(names.values()) != declared:
+        raise SpecError(f"{entry}: litert.names must map onto the declared I/O names {sorted(declared)}, "
+                        f"got {sorted(names.values())}")
+    return LiteRTVariant(str(raw["file"]), names)
 
 
 def load_zoo(path: str | Path | None = None) -> Zoo:
@@ -165,20 +199,23 @@ def load_zoo(path: str | Path | None = None) -> Zoo:
         for key in ("task", "file", "source", "licence"):
             if key not in m:
                 raise SpecError(f"{entry}: missing '{key}'")
+        source = _source(entry, m["source"])
+        inputs, outputs = _tensors(entry, m.get("inputs")), _tensors(entry, m.get("outputs"))
         models[name] = ModelSpec(
             name=name,
             task=str(m["task"]),
             file=str(m["file"]),
-            source=_source(entry, m["source"]),
+            source=source,
             licence=str(m["licence"]),
             description=str(m.get("description", "")),
             convert=m.get("convert"),
             non_commercial=bool(m.get("non_commercial", False)),
-            inputs=_tensors(entry, m.get("inputs")),
-            outputs=_tensors(entry, m.get("outputs")),
+            inputs=inputs,
+            outputs=outputs,
             preprocess=dict(m.get("preprocess") or {}),
             profile=dict(m.get("profile") or {}),
             extra={k: v for k, v in m.items() if k not in _KNOWN},
+            litert=_litert(entry, m.get("litert"), source, inputs, outputs),
         )
     samples = {
         name: SampleSpec(name, _source(f"{path.name}:samples.{name}", s["source"]), str(s.get("licence", "")))

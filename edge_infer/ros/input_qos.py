@@ -26,7 +26,7 @@ try:  # Iron and newer
 except ImportError:  # pragma: no cover - Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
+from edge_infer.ros.param_table import QOS_RELIABILITIES as RELIABILITY_CHOICES  # noqa: F401 - one list
 OVERLAP_S = 0.5  # old and new subscription both live this long during a QoS switch
 
 

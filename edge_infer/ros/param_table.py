@@ -94,7 +94,9 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
           "was lost in transport over the last period (0 = off).", float_range=(0.0, 1.0)),
     Param("input_qos.reliability", "auto", "Input QoS reliability; auto = the publishers' (reliable only when every "
           "publisher is), re-checked every second.", read_only=True, choices=QOS_RELIABILITIES),
-    Param("input_qos.depth", 1, "Input QoS history depth.", read_only=True, int_range=(1, 100)),
+    Param("input_qos.depth", 5, "Input QoS history depth. Small on purpose: the node's one-frame slot drops (and "
+          "counts) stale frames; a depth of 1 would let DDS replace frames uncounted while a callback runs.",
+          read_only=True, int_range=(1, 100)),
 )
 
 AUDIO_NODE = "audio_node"

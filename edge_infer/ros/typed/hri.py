@@ -1,0 +1,139 @@
+"""ROS4HRI (REP-155) face topics: ``/humans/faces/tracked`` and, per face id, ``roi``, ``landmarks``,
+``expression``, ``cropped`` and ``aligned``, all with the input image's header.
+
+A face's publishers are created when its id first appears and destroyed in the frame it is no longer
+tracked, so the number of publishers follows the faces in view (bounded by ``max_faces``), however many
+people come and go over hours. A per-face message is built only while someone subscribes to its topic
+(``cropped`` / ``aligned`` are images: they are the reason for this rule). QoS: reliable, keep last 1, as
+ROS4HRI's own face node (hri_face_detect) publishes them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from hri_msgs.msg import Expression, FacialLandmarks, IdsList, NormalizedPointOfInterest2D, NormalizedRegionOfInterest2D
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from edge_infer.pipeline import hri_mapping
+from edge_infer.pipeline.face_pipeline import Face, FaceFrameResult
+from edge_infer.pipeline.frames import Frame
+from edge_infer.ros.image_conversion import image_to_msg
+
+NAMESPACE = "/humans/faces"
+DEPTH = 1
+
+
+def roi_msg(header, face: Face, width: int, height: int) -> NormalizedRegionOfInterest2D:
+    """The face box normalised to the image; ``c`` = the detector score (the last detection's when tracked)."""
+    x1, y1, x2, y2 = hri_mapping.normalized_roi(face.box, width, height)
+    return NormalizedRegionOfInterest2D(header=header, xmin=x1, ymin=y1, xmax=x2, ymax=y2, c=float(face.score))
+
+
+def landmarks_msg(header, face: Face, width: int, height: int) -> FacialLandmarks:
+    """The 70 ROS4HRI landmarks (hri_mapping.LANDMARKS), normalised; ``c`` = the mesh's face confidence."""
+    c = float(face.mesh_confidence or 0.0)
+    points = hri_mapping.normalized_landmarks(face.mesh, width, height).tolist()
+    return FacialLandmarks(header=header, width=width, height=height,
+                           landmarks=[NormalizedPointOfInterest2D(x=x, y=y, c=c) for x, y in points])
+
+
+def expression_msg(header, face: Face) -> Expression:
+    """The top FER class as a ROS4HRI expression, ``confidence`` = its probability; valence/arousal 0 (not
+    estimated: see edge_infer.pipeline.hri_mapping)."""
+    name, confidence = hri_mapping.expression(face.emotion, face.emotion_scores)
+    return Expression(header=header, expression=name, confidence=confidence)
+
+
+@dataclass
+class _FacePublishers:
+    roi: object
+    landmarks: object
+    expression: object
+    cropped: object | None
+    aligned: object | None
+
+    def all(self) -> list:
+        return [p for p in (self.roi, self.landmarks, self.expression, self.cropped, self.aligned) if p is not None]
+
+
+class Ros4HriOutputs:
+    """``tracked`` + per-face publishers of one face node; :meth:`publish` once per processed frame."""
+
+    def __init__(self, node: Node, publish_cropped: bool = True, face_size: tuple[int, int] = (128, 128),
+                 namespace: str = NAMESPACE) -> None:
+        self.node, self.publish_cropped, self.face_size, self.namespace = node, publish_cropped, face_size, namespace
+        self.tracked_pub = node.create_publisher(IdsList, f"{namespace}/tracked", DEPTH)
+        self._faces: dict[str, _FacePublishers] = {}
+        self._lock = threading.Lock()  # publish() runs on the node's worker thread, close() on another
+
+    @property
+    def face_ids(self) -> list[str]:
+        """Ids that have publishers now."""
+        with self._lock:
+            return list(self._faces)
+
+    def publisher_count(self) -> int:
+        with self._lock:
+            return 1 + sum(len(p.all()) for p in self._faces.values())
+
+    def _create(self, face_id: str) -> _FacePublishers:
+        ns, n = f"{self.namespace}/{face_id}", self.node
+        images = self.publish_cropped
+        return _FacePublishers(n.create_publisher(NormalizedRegionOfInterest2D, f"{ns}/roi", DEPTH),
+                               n.create_publisher(FacialLandmarks, f"{ns}/landmarks", DEPTH),
+                               n.create_publisher(Expression, f"{ns}/expression", DEPTH),
+                               n.create_publisher(Image, f"{ns}/cropped", DEPTH) if images else None,
+                               n.create_publisher(Image, f"{ns}/aligned", DEPTH) if images else None)
+
+    def _destroy(self, pubs: _FacePublishers) -> None:
+        for p in pubs.all():
+            self.node.destroy_publisher(p)
+
+    def _sync(self, ids: list[str]) -> dict[str, _FacePublishers]:
+        """Publishers for exactly ``ids``: new ids get theirs, vanished ids lose theirs."""
+        wanted = set(ids)
+        for gone in [i for i in self._faces if i not in wanted]:
+            self._destroy(self._faces.pop(gone))
+        for new in [i for i in ids if i not in self._faces]:
+            self._faces[new] = self._create(new)
+        return dict(self._faces)
+
+    def publish(self, header, result: FaceFrameResult, frame: Frame | None = None) -> None:
+        """All ROS4HRI messages of one frame. ``frame``: the input image (for cropped/aligned; None: skip them)."""
+        ids = [f.id for f in result.faces]
+        with self._lock:
+            pubs = self._sync(ids)
+        self.tracked_pub.publish(IdsList(header=header, ids=ids))
+        w, h = result.width, result.height
+        for face in result.faces:
+            p = pubs[face.id]
+            if p.roi.get_subscription_count():
+                p.roi.publish(roi_msg(header, face, w, h))
+            if face.mesh is not None and p.landmarks.get_subscription_count():
+                p.landmarks.publish(landmarks_msg(header, face, w, h))
+            if face.emotion is not None and p.expression.get_subscription_count():
+                p.expression.publish(expression_msg(header, face))
+            if frame is not None and p.cropped is not None:
+                self._publish_images(header, face, frame, p)
+
+    def _publish_images(self, header, face: Face, frame: Frame, p: _FacePublishers) -> None:
+        size = self.face_size
+        if p.cropped.get_subscription_count():
+            chip = hri_mapping.warp_face(frame.rgb(), hri_mapping.crop_transform(face.box, size), size)
+            p.cropped.publish(image_to_msg(chip, "rgb8", header.frame_id, header.stamp))
+        if p.aligned.get_subscription_count():
+            right_eye, left_eye = hri_mapping.eye_centres(face.mesh, face.keypoints)
+            m = hri_mapping.align_transform(face.box, right_eye, left_eye, size)
+            p.aligned.publish(image_to_msg(hri_mapping.warp_face(frame.rgb(), m, size), "rgb8", header.frame_id,
+                                           header.stamp))
+
+    def close(self) -> None:
+        """Destroy every publisher (the node's shutdown / cleanup)."""
+        with self._lock:
+            for pubs in self._faces.values():
+                self._destroy(pubs)
+            self._faces.clear()
+            self.node.destroy_publisher(self.tracked_pub)
