@@ -16,23 +16,38 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02)
     return bool(cond())
 
 
-def call(client_node, srv_type, name: str, request, timeout: float = 30.0):
-    """One service call from ``client_node``; the response (fails the test on a timeout)."""
-    cli = client_node.create_client(srv_type, name)
-    try:
+def _client(client_node, srv_type, name: str, timeout: float):
+    """One client per node and service, kept: a new client's first response can be lost while its response
+    reader is still being matched (seen with Fast DDS on Jazzy), so each service is discovered once."""
+    clients = client_node.__dict__.setdefault("_test_service_clients", {})
+    if name not in clients:
+        cli = client_node.create_client(srv_type, name)
         assert cli.wait_for_service(timeout_sec=timeout), f"service {name} did not appear"
+        time.sleep(0.2)  # the response direction matches a little after the request direction
+        clients[name] = cli
+    return clients[name]
+
+
+def call(client_node, srv_type, name: str, request, timeout: float = 30.0, idempotent: bool = False):
+    """One service call from ``client_node``; the response (fails the test on a timeout). ``idempotent``
+    requests (queries) are sent again when an answer is late, the others only once."""
+    cli = _client(client_node, srv_type, name, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
         future = cli.call_async(request)
-        assert wait_for(future.done, timeout), f"no answer from {name} within {timeout} s"
-        return future.result()
-    finally:
-        client_node.destroy_client(cli)
+        attempt = min(5.0, timeout) if idempotent else timeout
+        if wait_for(future.done, max(0.1, min(attempt, deadline - time.monotonic()))):
+            return future.result()
+        future.cancel()
+        assert idempotent and time.monotonic() < deadline, f"no answer from {name} within {timeout} s"
 
 
 def get_state(client_node, node_name: str, timeout: float = 30.0) -> str:
     """`ros2 lifecycle get <node>`: the primary state's label."""
     from lifecycle_msgs.srv import GetState
 
-    return call(client_node, GetState, f"{node_name}/get_state", GetState.Request(), timeout).current_state.label
+    return call(client_node, GetState, f"{node_name}/get_state", GetState.Request(), timeout,
+                idempotent=True).current_state.label
 
 
 def change_state(client_node, node_name: str, transition: str, timeout: float = 60.0) -> bool:
@@ -76,5 +91,5 @@ def get_parameters(client_node, node_name: str, names: list[str], timeout: float
     from rclpy.parameter import parameter_value_to_python
 
     response = call(client_node, GetParameters, f"{node_name}/get_parameters", GetParameters.Request(names=names),
-                    timeout)
+                    timeout, idempotent=True)
     return {n: parameter_value_to_python(v) for n, v in zip(names, response.values)}

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
@@ -61,6 +62,7 @@ class PipelineNode(LifecycleNode):
     def __init__(self, node_name: str, params: tuple[Param, ...], **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         try:
+            self._guard_change_state()
             self.live = LiveParameters(self, params, self._apply_live)
             self._use(self.live.values)
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -116,6 +118,29 @@ class PipelineNode(LifecycleNode):
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------------- lifecycle
+    def _guard_change_state(self) -> None:
+        """Answer ``success: false`` to a transition the current state does not have.
+
+        rclpy 7 (Jazzy) raises RCLError from its ~/change_state callback instead (rclpy 9 answers false):
+        the exception escaped into the executor and stopped the node, e.g. on `ros2 lifecycle set <node>
+        activate` while unconfigured.
+        """
+        service = getattr(self, "_service_change_state", None)
+        if service is None:
+            return
+        original = service.callback
+
+        def change_state(request, response):
+            try:
+                return original(request, response)
+            except _rclpy.RCLError as e:
+                self.get_logger().warning(f"transition {request.transition.id} {request.transition.label!r} "
+                                          f"refused in state {self.lifecycle_state}: {e}")
+                response.success = False
+                return response
+
+        service.callback = change_state
+
     def _autostart(self) -> None:
         """configure + activate now; raise the real error if either fails."""
         self._autostarting = True
