@@ -84,6 +84,7 @@ class CameraCase:
     qos: str = "reliable"  # reliable | best_effort | sensor (best effort, depth 5)
     profile: bool = False
     encoding: str = "rgb8"
+    faces: int = 1
 
     @property
     def label(self) -> str:
@@ -168,7 +169,7 @@ def play_camera(case: CameraCase, models_dir: Path, topic: str = "/image", timeo
     """Run the camera driver process for one case; returns its report (frames published) and, with an
     observer, the node's input QoS seen while the camera ran."""
     cmd = executable("camera_player") + [
-        "--models-dir", str(models_dir), "--frames", str(min(case.frames, 20)), "--faces", "1",
+        "--models-dir", str(models_dir), "--frames", str(min(case.frames, 20)), "--faces", str(case.faces),
         "--size", f"{case.width}x{case.height}", "--encoding", case.encoding, "--rate", str(case.rate_hz),
         "--count", str(case.frames), "--qos", case.qos, "--topic", topic, "--wait-subscribers", "20"]
     proc = subprocess.Popen(cmd, env=_clean_env(case.profile), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

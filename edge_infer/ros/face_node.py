@@ -1,4 +1,5 @@
-"""face_pipeline_node: camera images -> faces (detection, emotion, 468-point mesh) as JSON + diagnostics.
+"""face_pipeline_node: camera images -> faces (detection, emotion, 468-point mesh) as vision_msgs detections,
+ROS4HRI face topics and a JSON mirror, with the input header, + diagnostics.
 
 Thin over :class:`edge_infer.pipeline.face_pipeline.FacePipeline`; a lifecycle node with live parameters
 (:mod:`edge_infer.ros.pipeline_node`). Inference runs on a worker thread fed by a one-frame slot: a frame
@@ -16,14 +17,12 @@ from typing import Any
 
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
 
 from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
 from edge_infer.pipeline.face_pipeline import FacePipeline, FaceFrameResult
-from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import BadFrame
 from edge_infer.pipeline.latency import FrameTimer
 from edge_infer.pipeline.stream_health import StreamHealth
@@ -32,6 +31,7 @@ from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, m
 from edge_infer.ros.input_qos import InputSubscription
 from edge_infer.ros.param_table import FACE_NODE, FACE_PARAMS, face_config, health_bounds
 from edge_infer.ros.pipeline_node import PipelineNode
+from edge_infer.ros.typed import TypedFaceOutputs
 
 #: changes of these re-run the detector on the next frame (tracked faces would hide the new values)
 DETECTOR_PARAMS = frozenset({"detector_width", "detector_height", "score_threshold", "nms_threshold", "max_faces"})
@@ -56,7 +56,11 @@ class FacePipelineNode(PipelineNode):
         super().__init__(FACE_NODE, FACE_PARAMS, **kwargs)
 
     def _setup(self, values: dict[str, Any]) -> None:
-        self.faces_pub = self.create_lifecycle_publisher(String, "~/faces", 10)
+        # every result topic (vision_msgs, ROS4HRI, the JSON mirror) with the input header, built only for
+        # topics someone subscribes to; published by the worker, which runs only while the node is active
+        self.outputs = TypedFaceOutputs(self, ros4hri=values["ros4hri"], json_output=values["json_output"],
+                                        publish_cropped=values["publish_cropped"],
+                                        score_threshold=values["score_threshold"])
         self.debug_pub = self.create_lifecycle_publisher(Image, "~/debug_image", qos_profile_sensor_data)
 
     def _use(self, values: dict[str, Any]) -> None:
@@ -185,19 +189,25 @@ class FacePipelineNode(PipelineNode):
         latency = dict(timer.stages, processing=timer.total_ms)
         if e2e_ms is not None:
             latency["end_to_end"] = e2e_ms
-        self._publish_results(result, msg.header, latency)
+        self._publish_results(result, msg.header, latency, frame)
         if self.debug_enabled and self.debug_pub.get_subscription_count():
             out = image_to_msg(draw_faces(frame.bgr(), result), "bgr8", msg.header.frame_id)
             out.header.stamp = msg.header.stamp
             self.debug_pub.publish(out)
         self.stats.on_output(timer, e2e_ms)
 
-    def _publish_results(self, result: FaceFrameResult, header, latency: dict[str, float]) -> None:
-        """Every result output of one frame (today ~/faces JSON); typed ROS outputs are added here.
+    def _publish_results(self, result: FaceFrameResult, header, latency: dict[str, float], frame=None) -> None:
+        """Every result output of one frame: ~/detections, /humans/faces/..., the ~/faces JSON mirror.
 
-        Runs on the worker thread, only while active (lifecycle publishers drop anything else)."""
-        self.faces_pub.publish(String(data=face_result_to_json(
-            result, header.stamp.sec, header.stamp.nanosec, header.frame_id, self.pipeline.backend_name, latency)))
+        Runs on the worker thread, only while active."""
+        self.outputs.publish(header, result, frame, self.pipeline.backend_name, latency)
+
+    def destroy_node(self) -> None:
+        self._deactivate()  # the worker stops first: outputs are never closed under a publish
+        outputs = getattr(self, "outputs", None)
+        if outputs is not None:
+            outputs.close()
+        super().destroy_node()
 
     def _active_diagnostics(self):
         return diagnostic_array(
