@@ -78,6 +78,10 @@ def test_best_effort_microphone_gives_the_wake_word_once(ros, models_dir, tmp_pa
     diag: dict = {}
     watcher = Node("edge_infer_mic_watcher")
     watcher.create_subscription(String, "/audio_node/wake_word", lambda m: wake.append(json.loads(m.data)), 10)
+    from hri_msgs.msg import LiveSpeech
+
+    speech: list = []
+    watcher.create_subscription(LiveSpeech, "/audio_node/wake_word/speech", speech.append, 10)
 
     def on_diag(msg):
         for s in msg.status:
@@ -100,3 +104,6 @@ def test_best_effort_microphone_gives_the_wake_word_once(ros, models_dir, tmp_pa
     assert wake[0]["keyword"].replace(" ", "_") == "hey_jarvis"
     assert "best_effort" in diag["input_qos"] and int(diag["chunks"]) > 0
     assert int(diag["lost_chunks"]) == 0
+    # the same event typed, with a header (hri_msgs/LiveSpeech: final = the keyword, confidence = its score)
+    assert len(speech) == 1 and speech[0].final == wake[0]["keyword"]
+    assert speech[0].confidence == pytest.approx(wake[0]["score"], abs=1e-3) and speech[0].header.stamp.sec > 0

@@ -105,6 +105,17 @@ class AudioNode(PipelineNode):
         self.vad_pub = self.create_lifecycle_publisher(Bool, "~/vad", 10)
         self.segment_pub = self.create_lifecycle_publisher(String, "~/speech_segments", 10)
         self.wake_pub = self.create_lifecycle_publisher(String, "~/wake_word", 10)
+        # typed, with the input header: a keyword spotter is a (one-phrase) speech recogniser, so the wake word
+        # is also an hri_msgs/LiveSpeech (final = the keyword, confidence = its score), as ROS4HRI voices use
+        try:
+            from hri_msgs.msg import LiveSpeech
+        except ImportError:
+            self.speech_pub = None
+            self.get_logger().warning("~/wake_word/speech (hri_msgs/LiveSpeech) off: hri_msgs is not installed; "
+                                      "enable with: sudo apt install ros-$ROS_DISTRO-hri-msgs")
+        else:
+            self._live_speech = LiveSpeech
+            self.speech_pub = self.create_lifecycle_publisher(LiveSpeech, "~/wake_word/speech", 10)
 
     def _use(self, values: dict[str, Any]) -> None:
         self.max_rtf = values["max_real_time_factor"]
@@ -183,7 +194,23 @@ class AudioNode(PipelineNode):
         elif isinstance(event, WakeWordEvent):
             self.last_detection_delay_ms = event.pipeline_delay_ms
             self.wake_pub.publish(String(data=text))
+            if self.speech_pub is not None:
+                self.speech_pub.publish(self._wake_speech(event))
             self.get_logger().info(f"wake word '{event.keyword}' score {event.score:.2f} at {event.stream_time:.2f} s")
+
+    def _wake_speech(self, event: WakeWordEvent):
+        """The wake word as hri_msgs/LiveSpeech stamped with the input clock at the keyword's end."""
+        msg = self._live_speech()
+        if event.stamp is not None:
+            msg.header.stamp.sec = int(event.stamp)
+            msg.header.stamp.nanosec = int(round((event.stamp - int(event.stamp)) * 1e9)) % 1_000_000_000
+        else:  # headerless audio types: the node clock at detection
+            msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        msg.final = event.keyword
+        msg.confidence = float(event.score)
+        msg.language = "en"
+        return msg
 
     def _active_diagnostics(self):
         diag = self.pipeline.diagnostics()
