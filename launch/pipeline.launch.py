@@ -9,7 +9,7 @@ with ``autostart:=false`` they wait unconfigured for ``ros2 lifecycle set /face_
 lifecycle manager). They are started as plain launch_ros ``Node`` actions on purpose: a ``LifecycleNode``
 action puts an rclpy node into the launch process, and on Jazzy that process then aborted ("terminate called
 without an active exception") in 7 of 10 runs when a second Ctrl-C arrived during shutdown (0 of 20 with
-``Node``; see LIFECYCLE_NOTES.md). Valid for launch_ros on ROS 2 Humble and newer.
+``Node``; see README "Lifecycle nodes"). Valid for launch_ros on ROS 2 Humble and newer.
 """
 
 from launch import LaunchDescription

@@ -75,7 +75,7 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
     ``auto`` = TensorRT when it is importable (with cuda-python or pycuda) and a GPU is present; else, for a model
     that came from TFLite (``litert_model``: its original ``.tflite``, ``litert_names``: TFLite tensor -> the
     ``.onnx``'s I/O names, both from the zoo's ``litert`` entry), LiteRT when that file and ``ai-edge-litert`` are
-    there (measured 2-3x faster than ONNX Runtime on its conversion, PERF_NOTES.md); else ONNX Runtime. The
+    there (measured 2-3x faster than ONNX Runtime on its conversion, docs/PERFORMANCE.md); else ONNX Runtime. The
     choice and its reason are logged once per process and model.
     """
     if kind == "auto":

@@ -40,7 +40,7 @@ def default_cpu_threads() -> int:
     own default): a node is not alone on its machine (camera driver, DDS, the executor, other nodes), and a
     thread pool that spins on a core someone else needs is slower than one thread. Measured on the 2-core dev
     machine with other work running: RetinaFace 640x384 13.6-14 ms with 1 thread against 24-27 ms with 2;
-    with the second core free, 2 threads were no faster (PERF_NOTES.md). Small models gain nothing past 4.
+    with the second core free, 2 threads were no faster (docs/PERFORMANCE.md). Small models gain nothing past 4.
     """
     try:
         cpus = len(os.sched_getaffinity(0))

@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(Backend):
     ``intra_op_threads`` 0 = :func:`edge_infer.backends.base.default_cpu_threads` (not ONNX Runtime's "every
     core"). Graph optimisation stays at ORT_ENABLE_ALL: measured on RetinaFace, EXTENDED (no NCHWc layout) is
     1.5x slower and fixing the input shape gains nothing; INT8 QDQ models are slower than fp32 on this CPU
-    (PERF_NOTES.md).
+    (docs/PERFORMANCE.md).
     """
 
     def __init__(

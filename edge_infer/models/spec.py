@@ -54,7 +54,7 @@ class LiteRTVariant:
     """The model's original ``.tflite`` kept beside its conversion (same bytes as the source, same sha256).
 
     Why: a model that came from TFLite runs 2-3x faster on a CPU under LiteRT's XNNPACK delegate than its
-    ONNX conversion under ONNX Runtime (face mesh: 1.2 ms vs 3.2 ms, docs in PERF_NOTES.md), so ``backend:
+    ONNX conversion under ONNX Runtime (face mesh: 1.2 ms vs 3.2 ms, docs in docs/PERFORMANCE.md), so ``backend:
     auto`` on a CPU runs this file. ``names`` maps the TFLite tensor names to the zoo's I/O names, so callers
     see the same ``inputs``/``outputs`` whichever runtime was picked.
     """

@@ -124,7 +124,7 @@ def colour_view(frame: Frame) -> tuple[np.ndarray, str]:
     A bgr8 or rgb8 camera frame is used as it is (the detector wants BGR, the mesh RGB, emotion gray: each
     converts only its own small crop or letterbox, never the 720p frame); mono frames stay 2-D gray; other
     encodings (YUV, Bayer, BGRA...) become RGB once (cached by the Frame). Measured on a 720p bgr8 frame: the
-    full-frame RGB and gray conversions this replaces cost 0.3 ms of a 2.4 ms tracked frame (PERF_NOTES.md).
+    full-frame RGB and gray conversions this replaces cost 0.3 ms of a 2.4 ms tracked frame (docs/PERFORMANCE.md).
     """
     if frame.encoding in _BGR_ENCODINGS:
         return frame.bgr(), "bgr"
