@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from audio_clips import SR, clip, padded, to_int16
+from remote_publisher import RemotePublishers
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,7 @@ def graph(ros, models_dir):
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Bool, Int16MultiArray, String
+    from std_msgs.msg import Bool, String
 
     from edge_infer.ros.audio_node import AudioNode
     from edge_infer.ros.runner import spinning
@@ -30,8 +30,10 @@ def graph(ros, models_dir):
     client.create_subscription(String, "audio_node/speech_segments", lambda m: g["segments"].append(json.loads(m.data)), 50)
     client.create_subscription(String, "audio_node/wake_word", lambda m: g["wake"].append(json.loads(m.data)), 50)
     client.create_subscription(DiagnosticArray, "/diagnostics", g["diags"].append, 50)
-    g["pub"] = client.create_publisher(Int16MultiArray, "audio", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-    with spinning(node, client, matched_publisher=g["pub"]):
+    # the microphone driver is another process (reliable here; best effort in test_drivers.py)
+    with spinning(node, client), RemotePublishers({"/audio": ("std_msgs/msg/Int16MultiArray", "reliable")},
+                                                  depth=200) as drivers:
+        g["pub"] = drivers["/audio"]
         yield g
 
 

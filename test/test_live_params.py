@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from remote_publisher import RemotePublishers
+
 from ros_clients import get_parameters, set_parameter, set_parameters, wait_for
 
 FACE = "/live_test/face_pipeline"
@@ -19,9 +21,7 @@ AUDIO = "/live_test/audio_node"
 def graph(ros, models_dir):
     from rclpy.node import Node
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Int16MultiArray, String
+    from std_msgs.msg import String
 
     from edge_infer.ros.audio_node import AudioNode
     from edge_infer.ros.face_node import FacePipelineNode
@@ -34,11 +34,11 @@ def graph(ros, models_dir):
     g = {"face": face, "audio": audio, "client": client, "faces": [], "wake": []}
     client.create_subscription(String, f"{FACE}/faces", lambda m: g["faces"].append(json.loads(m.data)), 10)
     client.create_subscription(String, f"{AUDIO}/wake_word", lambda m: g["wake"].append(json.loads(m.data)), 10)
-    g["image_pub"] = client.create_publisher(Image, "/live_test/image", qos_profile_sensor_data)
-    g["audio_pub"] = client.create_publisher(Int16MultiArray, "/live_test/audio",
-                                             QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-    with spinning(face, audio, client):
-        assert wait_for(lambda: g["image_pub"].get_subscription_count() and g["audio_pub"].get_subscription_count())
+    # camera and microphone drivers in another process
+    with spinning(face, audio, client), RemotePublishers({"/live_test/image": ("sensor_msgs/msg/Image", "sensor"),
+                                                          "/live_test/audio": ("std_msgs/msg/Int16MultiArray",
+                                                                               "reliable")}, depth=200) as drivers:
+        g["image_pub"], g["audio_pub"] = drivers["/live_test/image"], drivers["/live_test/audio"]
         yield g
 
 
