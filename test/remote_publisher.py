@@ -18,6 +18,17 @@ import threading
 from pathlib import Path
 
 
+def driver_env() -> dict[str, str]:
+    """A driver process's environment with the shipped DDS profile, as the README asks of camera drivers
+    (without it, best-effort images over ~0.5 MB are mostly lost between processes)."""
+    import os
+
+    from edge_infer.launch_description import DDS_PROFILE_ENVS, node_environment
+
+    env = {k: v for k, v in os.environ.items() if k not in DDS_PROFILE_ENVS}
+    return {**env, **node_environment({}, env)}
+
+
 class _Remote:
     def __init__(self, owner: "RemotePublishers", topic: str) -> None:
         self.owner, self.topic = owner, topic

@@ -10,18 +10,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from remote_publisher import RemotePublishers
+from remote_publisher import RemotePublishers, driver_env
 
 ASTRONAUT_FACE = (170, 50, 280, 190)
-
-
-def driver_env() -> dict:
-    """The driver process's environment: with the shipped DDS profile, as the README asks of camera drivers."""
-    import os
-
-    from edge_infer.launch_description import node_environment
-
-    return {**os.environ, **node_environment({})}
 
 
 @pytest.fixture(scope="module")

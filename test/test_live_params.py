@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from remote_publisher import RemotePublishers
+from remote_publisher import RemotePublishers, driver_env
 
 from ros_clients import get_parameters, set_parameter, set_parameters, wait_for
 
@@ -37,7 +37,7 @@ def graph(ros, models_dir):
     # camera and microphone drivers in another process
     with spinning(face, audio, client), RemotePublishers({"/live_test/image": ("sensor_msgs/msg/Image", "sensor"),
                                                           "/live_test/audio": ("std_msgs/msg/Int16MultiArray",
-                                                                               "reliable")}, depth=200) as drivers:
+                                                                               "reliable")}, depth=200, env=driver_env()) as drivers:
         g["image_pub"], g["audio_pub"] = drivers["/live_test/image"], drivers["/live_test/audio"]
         yield g
 
