@@ -105,7 +105,7 @@ def test_worker_protocol_and_peer_errors(fake_peer_python: Path):
         with pytest.raises(PeerError, match="No such file"):
             p.process("missing_set", 0, static=True, max_faces=1)
         assert p.process("a", 3, static=True, max_faces=1)[1] == 1  # indices cycle; the worker kept serving
-    assert p.proc.poll() is not None
+    assert p.worker.proc.poll() is not None
 
 
 def test_report_has_every_goal_with_its_verdict(models_dir: Path, fake_peer_python: Path):

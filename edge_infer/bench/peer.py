@@ -12,20 +12,17 @@ from favouring either side.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from edge_infer.bench.worker_process import JsonLinesProcess
 from edge_infer.errors import EdgeInferError
 
 log = logging.getLogger(__name__)
@@ -100,58 +97,22 @@ class MediapipePeer:
         self._dir = tempfile.TemporaryDirectory(prefix="edge_infer_peer_")
         for name, frames in frame_sets.items():
             np.save(Path(self._dir.name) / f"{name}.npy", np.stack(frames).astype(np.uint8, copy=False))
-        self.proc = subprocess.Popen([str(python), str(WORKER), self._dir.name], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env())
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, name="mediapipe_peer_stdout", daemon=True).start()
+        self.worker = JsonLinesProcess([str(python), str(WORKER), self._dir.name], "mediapipe peer", PeerError,
+                                       env=_clean_env(), quiet_stderr=True)
         try:
-            self.version = self._expect("ready", start_timeout_s)["mediapipe"]
+            self.version = self.worker.expect("ready", start_timeout_s)["mediapipe"]
         except BaseException:
             self.close()
             raise
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _expect(self, event: str, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise PeerError(f"mediapipe peer: no '{event}' within {timeout_s:.0f} s") from None
-            if line is None:
-                raise PeerError(f"mediapipe peer exited (code {self.proc.wait()}) before '{event}'")
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue  # a library printing to stdout
-            if msg.get("event") == "error":
-                raise PeerError(f"mediapipe peer: {msg.get('message')}")
-            if msg.get("event") == event:
-                return msg
-
     def process(self, frame_set: str, index: int, static: bool, max_faces: int) -> tuple[float, int]:
         """(ms of ``FaceMesh.process``, faces found) for frame ``index`` of ``frame_set``."""
-        self.proc.stdin.write(json.dumps({"cmd": "run", "set": frame_set, "index": int(index), "static": bool(static),
-                                          "max_faces": int(max_faces)}) + "\n")
-        self.proc.stdin.flush()
-        msg = self._expect("ran", 60.0)
+        msg = self.worker.request({"cmd": "run", "set": frame_set, "index": int(index), "static": bool(static),
+                                   "max_faces": int(max_faces)}, "ran", 60.0)
         return float(msg["ms"]), int(msg["faces"])
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError, ValueError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.worker.close()
         self._dir.cleanup()
 
     def __enter__(self) -> "MediapipePeer":

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge_infer.bench.camera_feed import CameraFeed
+from edge_infer.bench.worker_process import JsonLinesProcess
 from edge_infer.bench.stamp_matching import Received, Sent, StampMatch, match_by_stamp
 from edge_infer.errors import EdgeInferError
 
@@ -68,71 +67,27 @@ class _SubprocessCamera:
             from edge_infer.launch_description import node_environment
 
             env = {**os.environ, **node_environment({})}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read_stdout, name="camera_player_stdout", daemon=True).start()
+        self.worker = JsonLinesProcess(cmd, "camera_player", CameraPlayerError, env=env)
         try:
-            ready = self._expect("ready", start_timeout_s)
+            ready = self.worker.expect("ready", start_timeout_s)
         except BaseException:
             self.close()
             raise
         self.msgtype, self.frames = ready["msgtype"], int(ready["frames"])
 
-    def _read_stdout(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _expect(self, event: str, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise CameraPlayerError(f"camera_player: no '{event}' within {timeout_s:.0f} s") from None
-            if line is None:
-                raise CameraPlayerError(f"camera_player exited (code {self.proc.wait()}) before '{event}'; "
-                                        "its error is printed above")
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue  # not ours (a library printing to stdout)
-            if msg.get("event") == event:
-                return msg
-            if msg.get("event") == "error":
-                raise CameraPlayerError(f"camera_player: {msg.get('message')}")
-
-    def _request(self, cmd: dict, event: str, timeout_s: float) -> dict:
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return self._expect(event, timeout_s)
-
     def wait_matched(self, timeout_s: float) -> bool:
-        return bool(self._request({"cmd": "wait", "timeout_s": timeout_s}, "waited", timeout_s + 30)["matched"])
+        return bool(self.worker.request({"cmd": "wait", "timeout_s": timeout_s}, "waited", timeout_s + 30)["matched"])
 
     def play(self, count: int, rate_hz: float | None, progress: Callable[[int], None] | None) -> list[Sent]:
         budget = 60.0 + (count / rate_hz if rate_hz else count)
-        sent = [Sent(int(a), int(b)) for a, b in self._request({"cmd": "play", "count": count, "rate_hz": rate_hz},
-                                                                  "played", budget)["sent"]]
+        reply = self.worker.request({"cmd": "play", "count": count, "rate_hz": rate_hz}, "played", budget)
+        sent = [Sent(int(a), int(b)) for a, b in reply["sent"]]
         if progress is not None:
             progress(len(sent))
         return sent
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.worker.close()
 
 
 def _absolute(topic: str) -> str:
