@@ -112,6 +112,29 @@ def is_true(value: str | bool) -> bool:
     raise ConfigError(f"expected true/false, got {value!r}")
 
 
+_FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
+
+
+def profile_env_names(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The variable(s) this machine's Fast DDS reads: 2.x (Humble, Jazzy) the FASTRTPS_ name, 3.x (Kilted and
+    newer) the FASTDDS_ one (3.x warns that the old name is deprecated). Unknown: both."""
+    import os
+
+    env = os.environ if environ is None else environ
+    distro = env.get("ROS_DISTRO", "").lower()
+    if distro:
+        return (DDS_PROFILE_ENVS[1],) if distro in _FAST_DDS_2_DISTROS else (DDS_PROFILE_ENV,)
+    from importlib import metadata
+
+    for dist, names in (("ros-fastdds", (DDS_PROFILE_ENV,)), ("ros-fastrtps", (DDS_PROFILE_ENVS[1],))):
+        try:
+            metadata.version(dist)  # the PyPI ROS wheels (dev machines, CI)
+            return names
+        except metadata.PackageNotFoundError:
+            continue
+    return DDS_PROFILE_ENVS
+
+
 def node_environment(arguments: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment variables the node processes get: the Fast DDS profile chosen by ``dds_profile``."""
     import os
@@ -125,13 +148,13 @@ def node_environment(arguments: Mapping[str, str], environ: Mapping[str, str] | 
             return {}  # the user's (or the robot's) own profile wins
         from edge_infer.paths import config_file
 
-        return dict.fromkeys(DDS_PROFILE_ENVS, str(config_file(LARGE_DATA_PROFILE)))
+        return dict.fromkeys(profile_env_names(env), str(config_file(LARGE_DATA_PROFILE)))
     path = Path(value).expanduser()
     if not path.is_file():
         from edge_infer.errors import MissingFileError
 
         raise MissingFileError(f"dds_profile {value}: no such file (use large_data, none or a path to a Fast DDS XML)")
-    return dict.fromkeys(DDS_PROFILE_ENVS, str(path))
+    return dict.fromkeys(profile_env_names(env), str(path))
 
 
 def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tuple[str, str]]:

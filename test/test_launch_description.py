@@ -63,13 +63,17 @@ def test_load_node_parameters_flattens_like_rcl():
 def test_dds_profile_argument(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGE_INFER_CONFIG_DIR", str(ROOT / "config"))
     shipped = str(ROOT / "config" / desc.LARGE_DATA_PROFILE)
-    assert desc.node_environment({}, {}) == dict.fromkeys(desc.DDS_PROFILE_ENVS, shipped)  # Fast DDS 3.x and 2.x names
+    assert desc.node_environment({}, {}) == dict.fromkeys(desc.profile_env_names({}), shipped)
+    # the name each Fast DDS reads: 2.x (Humble, Jazzy) FASTRTPS_, 3.x (Kilted+) FASTDDS_
+    assert desc.node_environment({}, {"ROS_DISTRO": "jazzy"}) == {"FASTRTPS_DEFAULT_PROFILES_FILE": shipped}
+    assert desc.node_environment({}, {"ROS_DISTRO": "humble"}) == {"FASTRTPS_DEFAULT_PROFILES_FILE": shipped}
+    assert desc.node_environment({}, {"ROS_DISTRO": "kilted"}) == {"FASTDDS_DEFAULT_PROFILES_FILE": shipped}
     assert desc.node_environment({}, {desc.DDS_PROFILE_ENV: "/robot/own.xml"}) == {}  # the robot's own wins
     assert desc.node_environment({}, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/own.xml"}) == {}
     assert desc.node_environment({"dds_profile": "none"}, {}) == {}
     mine = tmp_path / "mine.xml"
     mine.write_text("<dds/>")
-    assert desc.node_environment({"dds_profile": str(mine)}, {}) == dict.fromkeys(desc.DDS_PROFILE_ENVS, str(mine))
+    assert desc.node_environment({"dds_profile": str(mine)}, {}) == dict.fromkeys(desc.profile_env_names({}), str(mine))
     with pytest.raises(FileNotFoundError):
         desc.node_environment({"dds_profile": str(tmp_path / "missing.xml")}, {})
 

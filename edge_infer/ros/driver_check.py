@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from edge_infer.launch_description import DDS_PROFILE_ENVS, LARGE_DATA_PROFILE
+from edge_infer.launch_description import DDS_PROFILE_ENVS, LARGE_DATA_PROFILE, profile_env_names
 
 
 def executable(name: str) -> list[str]:
@@ -40,7 +40,7 @@ def _clean_env(profile: bool) -> dict[str, str]:
     if profile:
         from edge_infer.paths import config_file
 
-        env.update(dict.fromkeys(DDS_PROFILE_ENVS, str(config_file(LARGE_DATA_PROFILE))))
+        env.update(dict.fromkeys(profile_env_names(env), str(config_file(LARGE_DATA_PROFILE))))
     return env
 
 
