@@ -150,3 +150,22 @@ def test_a_camera_process_that_fails_is_reported_and_cleaned_up(ros, tmp_path):
         FaceBenchHarness(CameraFeed(source="bag", bag=str(tmp_path / "no_such_bag")), camera="subprocess")
     assert isinstance(e.value, EdgeInferError) and time.monotonic() - t0 < 60
     assert ros.ok()  # the harness did not shut down a session it did not start
+
+
+def test_sigterm_sets_stop_even_when_repeated_during_a_wait():
+    """The players' SIGTERM handler: the event is set, and a burst of signals while the main thread sits in
+    stop.wait() neither deadlocks nor escapes the block."""
+    import os
+    import signal
+    import threading
+
+    from edge_infer.ros.runner import sigterm_sets
+
+    stop = threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_sets(stop):
+        killer = threading.Thread(target=lambda: [os.kill(os.getpid(), signal.SIGTERM) for _ in range(50)])
+        killer.start()
+        assert stop.wait(10), "SIGTERM did not set the stop event"
+        killer.join(10)
+    assert signal.getsignal(signal.SIGTERM) is before

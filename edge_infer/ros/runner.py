@@ -66,7 +66,10 @@ def sigterm_sets(stop: threading.Event) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # set from a helper thread: Event.set takes a lock that the interrupted main thread may hold inside its
+    # own stop.wait(), and setting it in the handler itself could deadlock on a repeated SIGTERM
+    previous = signal.signal(signal.SIGTERM,
+                             lambda *_: threading.Thread(target=stop.set, name="sigterm_stop", daemon=True).start())
     try:
         yield
     finally:
