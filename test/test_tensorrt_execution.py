@@ -344,3 +344,16 @@ def test_gpu_check_steps_run_against_the_fake_driver(models_dir, monkeypatch):
     report, verdict = gpu_check.run_gpu_check(models_dir, ("emotion",), echo=lines.append)
     assert verdict == "PASS", lines
     assert ("cuMemcpyHtoDAsync", "gpu_check_worker") in drv.calls and ("cuGraphLaunch", "gpu_check_worker") in drv.calls
+
+
+def test_gpu_check_torch_comparison_runs_on_cpu(models_dir):
+    """The GPU check's torch-vs-ONNX-Runtime step itself, on the CPU (the test above replaces it).
+
+    It once failed on the first real GPU it met (an old ``model_inputs`` call, no architecture registry): this
+    runs the same code with ``device="cpu"`` so CI executes it.
+    """
+    from edge_infer.offline import gpu_check
+
+    detail, worst = gpu_check._torch_vs_ort(models_dir, "emotion", device="cpu")
+    assert "emotion_mini_xception.pt" in detail and "cpu" in detail
+    assert worst <= gpu_check.TORCH_TOLERANCE

@@ -15,16 +15,19 @@ Exit status: 0 PASS, 1 FAIL, 3 NO GPU.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from edge_infer.offline.selftest import Check, SelftestReport
 
-TORCH_TOLERANCE = 1e-3  # fp32 on CUDA vs fp32 on CPU
+# fp32 on CUDA (TF32 off) vs fp32 on CPU, relative to the output's magnitude: the mesh's outputs are pixel
+# coordinates up to 192, the emotion model's are probabilities.
+TORCH_TOLERANCE = 1e-4
 EXIT_NO_GPU = 3
 
 
@@ -92,31 +95,58 @@ def _graph_replay(dev: Any) -> str:
     return "H2D + D2D + D2H captured once, replayed 3 times with new data"
 
 
-def _torch_vs_ort(models_dir: Path, model: str) -> tuple[str, float]:
+@contextlib.contextmanager
+def _strict_fp32() -> Iterator[None]:
+    """TF32 off for the comparison, restored after.
+
+    PyTorch runs cuDNN convolutions in TF32 by default on Ampere and newer (10-bit mantissa): on an H200 that gave
+    a 3.2e-2 pixel difference on the mesh (relative 2e-4), which is the GPU's arithmetic, not a wrong model.
+    """
+    import torch
+
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _torch_vs_ort(models_dir: Path, model: str, device: str = "cuda") -> tuple[str, float]:
+    """The torch backend on ``device`` vs ONNX Runtime CPU on real inputs; (detail, worst relative difference).
+
+    The difference of each output is max |torch - ort| / max(1, max |ort|).
+
+    ``device`` is a parameter so the comparison itself runs (on "cpu") in CI, where no GPU is.
+    """
     from edge_infer.backends import create_backend
+    from edge_infer.models.architectures import ARCHITECTURES
     from edge_infer.models.spec import load_zoo
     from edge_infer.offline.inputs import model_inputs
-    from edge_infer.offline.onnx_info import load_onnx, signature
 
     spec = load_zoo().model(model)
     onnx_path = spec.path(models_dir)
     ckpt = spec.extra.get("checkpoint")
     source = models_dir / ckpt if ckpt and (models_dir / ckpt).is_file() else onnx_path
-    sig = signature(load_onnx(onnx_path, check=False))
-    inputs = model_inputs(spec.name, spec.task, sig["inputs"], models_dir)
-    torch_be = create_backend("torch", str(source), device="cuda", input_names=[t["name"] for t in sig["inputs"]])
     ort_be = create_backend("onnxruntime", str(onnx_path))
+    torch_be = None
     worst = 0.0
     try:
-        for feeds in inputs.feeds[:4]:
-            got, ref = torch_be.run(feeds), ort_be.run(feeds)
-            for name, r in ref.items():
-                g = got.get(name, next(iter(got.values())))
-                worst = max(worst, float(np.max(np.abs(np.asarray(g, np.float64).reshape(-1) - r.reshape(-1)))))
+        inputs = model_inputs(spec.name, spec.task, ort_be.inputs, models_dir)
+        torch_be = create_backend("torch", str(source), device=device, architectures=ARCHITECTURES,
+                                  input_names=[t.name for t in ort_be.inputs])
+        with _strict_fp32():
+            for feeds in inputs.feeds[:4]:
+                got, ref = torch_be.run(feeds), ort_be.run(feeds)
+                for name, r in ref.items():
+                    g = np.asarray(got.get(name, next(iter(got.values()))), np.float64).reshape(-1)
+                    r = np.asarray(r, np.float64).reshape(-1)
+                    worst = max(worst, float(np.max(np.abs(g - r)) / max(1.0, float(np.max(np.abs(r))))))
     finally:
-        torch_be.close()
+        if torch_be is not None:
+            torch_be.close()
         ort_be.close()
-    return f"{model} ({source.name}) on {torch_be.name}: max abs diff {worst:.2e} vs ONNX Runtime CPU", worst
+    return f"{model} ({source.name}) on {torch_be.name}: max relative diff {worst:.2e} vs ONNX Runtime CPU (TF32 off)", worst
 
 
 def run_gpu_check(models_dir: Path, models: tuple[str, ...] = ("emotion", "face_mesh"),
@@ -164,7 +194,7 @@ def run_gpu_check(models_dir: Path, models: tuple[str, ...] = ("emotion", "face_
                 add(step, "SKIP", "its torch module comes from the ONNX via onnx2torch, which is not installed")
                 continue
             detail, worst = _torch_vs_ort(Path(models_dir), model)
-            add(step, "PASS" if worst <= TORCH_TOLERANCE else "FAIL", detail, max_abs_diff=worst,
+            add(step, "PASS" if worst <= TORCH_TOLERANCE else "FAIL", detail, max_relative_diff=worst,
                 tolerance=TORCH_TOLERANCE)
         except Exception as e:
             add(step, "FAIL", f"{type(e).__name__}: {e}")
