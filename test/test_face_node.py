@@ -71,7 +71,10 @@ def _check_astronaut(doc: dict, stamp) -> None:
     pts = np.array(f["mesh"]["points"])
     inside = (pts[:, 0] >= x1 - 10) & (pts[:, 0] <= x2 + 10) & (pts[:, 1] >= y1 - 10) & (pts[:, 1] <= y2 + 10)
     assert pts.shape == (468, 3) and inside.mean() > 0.95
-    assert {"convert", "detector", "mesh", "emotion", "end_to_end"} <= set(doc["latency_ms"])
+    assert {"convert", "detector", "mesh", "emotion", "end_to_end", "transport", "queued"} <= set(doc["latency_ms"])
+    lat = doc["latency_ms"]  # transport (stamp -> callback) + queued + processing never exceed end to end
+    assert min(lat["transport"], lat["queued"]) >= 0
+    assert lat["transport"] + lat["queued"] + lat["processing"] <= lat["end_to_end"] + 0.5
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "bgra8", "mono8"])

@@ -211,6 +211,11 @@ def print_pipeline_bench(r: dict, echo=print) -> None:
         if "stages_p50_ms" in e:
             echo(f"    node stages p50: {', '.join(f'{k} {v:.2f}' for k, v in e['stages_p50_ms'].items())}; "
                  f"stamp to worker (transport, hand-off) {e['before_processing_p50_ms']:.2f} ms")
+        if "minus_raw_split_p50_ms" in e:
+            sp = e["minus_raw_split_p50_ms"]
+            echo(f"    e2e minus models, p50 per part: transport (stamp -> callback: DDS + rclpy) {sp['transport']:.2f}, "
+                 f"queued (callback -> worker) {sp['queued']:.2f}, glue (pre/postprocess, convert) {sp['glue']:.2f}, "
+                 f"rest {sp['rest']:.2f} ms")
     for k, t in r["targets"].items():
         if t["measured"] is None:
             echo(f"  {k:<30} {'-':>8}  (goal {t['cmp']} {t['target']})  not measured")

@@ -135,6 +135,7 @@ class FacePipelineNode(PipelineNode):
         self.get_logger().warning(f"bad input ({reason}): {detail}", throttle_duration_sec=5.0)
 
     def _offer(self, msg, compressed: bool) -> None:
+        received_ns = self.get_clock().now().nanoseconds
         self.stats.on_input()
         stamp = _stamp_ns(msg)
         if stamp and self._newest_ns and self._newest_ns - stamp > self.max_lag_ns:
@@ -150,7 +151,7 @@ class FacePipelineNode(PipelineNode):
         with self._cv:
             if self._slot is not None:
                 self.stats.on_drop()
-            self._slot = (msg, frame, timer)
+            self._slot = (msg, frame, timer, received_ns)
             self._cv.notify()
 
     def _work(self) -> None:
@@ -160,10 +161,10 @@ class FacePipelineNode(PipelineNode):
                     self._cv.wait(0.5)
                 if not self._running:
                     return
-                msg, frame, timer = self._slot
+                msg, frame, timer, received_ns = self._slot
                 self._slot = None
             try:
-                self._process(msg, frame, timer)
+                self._process(msg, frame, timer, received_ns)
             except Exception as e:  # never let one frame kill the worker
                 self._bad("processing_error", f"{type(e).__name__}: {e}")
 
@@ -177,7 +178,8 @@ class FacePipelineNode(PipelineNode):
             self._bad(e.reason, str(e))
             return None
 
-    def _process(self, msg, frame, timer: FrameTimer) -> None:
+    def _process(self, msg, frame, timer: FrameTimer, received_ns: int) -> None:
+        started_ns = self.get_clock().now().nanoseconds
         if frame is None:  # compressed: decode only the frames that are actually processed
             frame = self._convert(msg, True, timer)
             if frame is None:
@@ -186,9 +188,11 @@ class FacePipelineNode(PipelineNode):
             result = self.pipeline.process(frame, timer)
         stamp = _stamp_ns(msg)
         e2e_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp else None
-        latency = dict(timer.stages, processing=timer.total_ms)
+        # transport: stamp -> our callback (the middleware, rclpy's take); queued: callback -> worker start
+        latency = dict(timer.stages, processing=timer.total_ms, queued=(started_ns - received_ns) / 1e6)
         if e2e_ms is not None:
             latency["end_to_end"] = e2e_ms
+            latency["transport"] = (received_ns - stamp) / 1e6
         self._publish_results(result, msg.header, latency, frame)
         if self.debug_enabled and self.debug_pub.get_subscription_count():
             out = image_to_msg(draw_faces(frame.bgr(), result), "bgr8", msg.header.frame_id)
