@@ -117,6 +117,9 @@ def test_report_has_every_goal_with_its_verdict(models_dir: Path, fake_peer_pyth
     assert r["targets"]["e2e_p50_minus_raw_ms"] == {"target": 3.0, "cmp": "<=", "measured": 4.5, "met": False}
     assert r["peer"]["group"]["ours"]["faces_min"] == 6 and r["targets"]["group_faces_found"]["met"] is True
     assert r["peer"]["tracked"]["mediapipe"]["faces_max"] == 1  # the stand-in finds the close-up face
+    short = r["peer"]["equal_range"]  # information beside the goals: our detector at mediapipe's range
+    assert short["detector_size"] == [320, 192] and short["group"]["ours"]["faces_min"] == 6
+    assert short["detect_every_frame"]["speed_ratio"] > 0 and "detect_vs_mediapipe_static" in r["targets"]
     for name in ("tracked_vs_mediapipe_video", "detect_vs_mediapipe_static"):
         t = r["targets"][name]
         assert t["measured"] > 0 and t["met"] == (t["measured"] >= t["target"])
@@ -126,6 +129,7 @@ def test_report_has_every_goal_with_its_verdict(models_dir: Path, fake_peer_pyth
     print_pipeline_bench(r, echo=lines.append)
     text = "\n".join(lines)
     assert "0.0-fake" in text and "(goal <= 3.0)  NOT met" in text and "stamp to worker" in text
+    assert "at mediapipe's short range (our detector at 320x192" in text
 
 
 def test_unmeasured_goals_say_so(models_dir: Path):

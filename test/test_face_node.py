@@ -91,6 +91,21 @@ def test_raw_image_gives_the_face(graph, astronaut_rgb, encoding):
         _check_astronaut(doc, stamp)
 
 
+def test_output_publishers_add_no_event_handlers(graph, astronaut_rgb):
+    """Output publishers are made without rclpy's default event handlers (ros/output_publisher.py): each handler
+    is a waitable the executor visits on every wake-up, and the face node has 5 publishers per tracked face.
+    What remains: the two internal publishers' (rosout, parameter events) and the input subscriptions' own."""
+    from edge_infer.ros.image_conversion import image_to_msg
+
+    node = graph["node"]
+    _send_and_wait(graph, "image_pub", image_to_msg(astronaut_rgb, "rgb8", "cam", graph["client"].get_clock().now().to_msg()))
+    publishers, handlers = list(node.publishers), list(node.waitables)
+    ours = len(publishers) - 2  # rosout and /parameter_events are rclpy's
+    assert ours >= 10  # ~/detections, label info, ~/faces, diagnostics, debug, /humans/faces/tracked + 5 for the face
+    assert len(node.inputs) == 2  # image and image/compressed, each with at most 4 handlers of its own
+    assert len(handlers) <= 2 * 2 + 4 * len(node.inputs), f"{len(handlers)} event handlers for {ours} output publishers"
+
+
 def test_compressed_image_gives_the_face(graph, astronaut_rgb):
     from edge_infer.ros.image_conversion import image_to_compressed_msg
 

@@ -23,6 +23,7 @@ from edge_infer.pipeline.audio_pipeline import (AudioPipeline, AudioPipelineConf
 from edge_infer.pipeline.stream_health import OK, WARN
 from edge_infer.ros.diagnostics import status_array
 from edge_infer.ros.input_qos import InputSubscription
+from edge_infer.ros.output_publisher import output_publisher
 from edge_infer.ros.param_table import AUDIO_NODE, AUDIO_PARAMS, audio_config, stream_config
 from edge_infer.ros.pipeline_node import PipelineNode
 
@@ -102,9 +103,9 @@ class AudioNode(PipelineNode):
     def _setup(self, values: dict[str, Any]) -> None:
         self.type_string = values["message_type"]
         self.msg_class = import_message(self.type_string)
-        self.vad_pub = self.create_lifecycle_publisher(Bool, "~/vad", 10)
-        self.segment_pub = self.create_lifecycle_publisher(String, "~/speech_segments", 10)
-        self.wake_pub = self.create_lifecycle_publisher(String, "~/wake_word", 10)
+        self.vad_pub = output_publisher(self, Bool, "~/vad", 10, lifecycle=True)
+        self.segment_pub = output_publisher(self, String, "~/speech_segments", 10, lifecycle=True)
+        self.wake_pub = output_publisher(self, String, "~/wake_word", 10, lifecycle=True)
         # typed, with the input header: a keyword spotter is a (one-phrase) speech recogniser, so the wake word
         # is also an hri_msgs/LiveSpeech (final = the keyword, confidence = its score), as ROS4HRI voices use
         try:
@@ -115,7 +116,7 @@ class AudioNode(PipelineNode):
                                       "enable with: sudo apt install ros-$ROS_DISTRO-hri-msgs")
         else:
             self._live_speech = LiveSpeech
-            self.speech_pub = self.create_lifecycle_publisher(LiveSpeech, "~/wake_word/speech", 10)
+            self.speech_pub = output_publisher(self, LiveSpeech, "~/wake_word/speech", 10, lifecycle=True)
 
     def _use(self, values: dict[str, Any]) -> None:
         self.max_rtf = values["max_real_time_factor"]

@@ -29,6 +29,7 @@ from edge_infer.pipeline.stream_health import StreamHealth
 from edge_infer.ros.diagnostics import diagnostic_array
 from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
 from edge_infer.ros.input_qos import InputSubscription
+from edge_infer.ros.output_publisher import output_publisher
 from edge_infer.ros.param_table import FACE_NODE, FACE_PARAMS, face_config, health_bounds
 from edge_infer.ros.pipeline_node import PipelineNode
 from edge_infer.ros.typed import TypedFaceOutputs
@@ -61,7 +62,7 @@ class FacePipelineNode(PipelineNode):
         self.outputs = TypedFaceOutputs(self, ros4hri=values["ros4hri"], json_output=values["json_output"],
                                         publish_cropped=values["publish_cropped"],
                                         score_threshold=values["score_threshold"])
-        self.debug_pub = self.create_lifecycle_publisher(Image, "~/debug_image", qos_profile_sensor_data)
+        self.debug_pub = output_publisher(self, Image, "~/debug_image", qos_profile_sensor_data, lifecycle=True)
 
     def _use(self, values: dict[str, Any]) -> None:
         self.debug_enabled = bool(values["publish_debug_image"])

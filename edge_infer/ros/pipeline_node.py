@@ -33,6 +33,7 @@ from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.errors import EdgeInferError
 from edge_infer.pipeline.stream_health import ERROR, OK
 from edge_infer.ros.diagnostics import status_array
+from edge_infer.ros.output_publisher import output_publisher
 from edge_infer.ros.param_table import Param
 from edge_infer.ros.params import LiveParameters
 
@@ -65,7 +66,7 @@ class PipelineNode(LifecycleNode):
             self._guard_change_state()
             self.live = LiveParameters(self, params, self._apply_live)
             self._use(self.live.values)
-            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.diag_pub = output_publisher(self, DiagnosticArray, "/diagnostics", 10)
             self.create_service(Trigger, "~/rebuild_engines", self._rebuild_engines)
             self._setup(self.live.values)
             self.create_timer(self.live.values["diagnostics_period_s"], self._publish_diagnostics)

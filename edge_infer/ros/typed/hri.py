@@ -21,6 +21,7 @@ from edge_infer.pipeline import hri_mapping
 from edge_infer.pipeline.face_pipeline import Face, FaceFrameResult
 from edge_infer.pipeline.frames import Frame
 from edge_infer.ros.image_conversion import image_to_msg
+from edge_infer.ros.output_publisher import output_publisher
 
 NAMESPACE = "/humans/faces"
 DEPTH = 1
@@ -65,7 +66,7 @@ class Ros4HriOutputs:
     def __init__(self, node: Node, publish_cropped: bool = True, face_size: tuple[int, int] = (128, 128),
                  namespace: str = NAMESPACE) -> None:
         self.node, self.publish_cropped, self.face_size, self.namespace = node, publish_cropped, face_size, namespace
-        self.tracked_pub = node.create_publisher(IdsList, f"{namespace}/tracked", DEPTH)
+        self.tracked_pub = output_publisher(node, IdsList, f"{namespace}/tracked", DEPTH)
         self._faces: dict[str, _FacePublishers] = {}
         self._lock = threading.Lock()  # publish() runs on the node's worker thread, close() on another
 
@@ -82,11 +83,11 @@ class Ros4HriOutputs:
     def _create(self, face_id: str) -> _FacePublishers:
         ns, n = f"{self.namespace}/{face_id}", self.node
         images = self.publish_cropped
-        return _FacePublishers(n.create_publisher(NormalizedRegionOfInterest2D, f"{ns}/roi", DEPTH),
-                               n.create_publisher(FacialLandmarks, f"{ns}/landmarks", DEPTH),
-                               n.create_publisher(Expression, f"{ns}/expression", DEPTH),
-                               n.create_publisher(Image, f"{ns}/cropped", DEPTH) if images else None,
-                               n.create_publisher(Image, f"{ns}/aligned", DEPTH) if images else None)
+        return _FacePublishers(output_publisher(n, NormalizedRegionOfInterest2D, f"{ns}/roi", DEPTH),
+                               output_publisher(n, FacialLandmarks, f"{ns}/landmarks", DEPTH),
+                               output_publisher(n, Expression, f"{ns}/expression", DEPTH),
+                               output_publisher(n, Image, f"{ns}/cropped", DEPTH) if images else None,
+                               output_publisher(n, Image, f"{ns}/aligned", DEPTH) if images else None)
 
     def _destroy(self, pubs: _FacePublishers) -> None:
         for p in pubs.all():

@@ -17,6 +17,7 @@ from std_msgs.msg import String
 from edge_infer.pipeline.face_pipeline import FaceFrameResult
 from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import Frame
+from edge_infer.ros.output_publisher import output_publisher
 
 #: interface package -> (what it enables, its apt package); ``$ROS_DISTRO`` is filled in when set
 OPTIONAL_PACKAGES = {
@@ -67,7 +68,7 @@ class TypedFaceOutputs:
             from edge_infer.ros.typed.hri import Ros4HriOutputs
 
             self.hri = Ros4HriOutputs(node, publish_cropped, face_size, hri_namespace)
-        self.json_pub = node.create_publisher(String, "~/faces", 10) if json_output else None
+        self.json_pub = output_publisher(node, String, "~/faces", 10) if json_output else None
 
     def publish(self, header, result: FaceFrameResult, frame: Frame | None = None, backend: str = "",
                 latency_ms: dict[str, float] | None = None) -> None:

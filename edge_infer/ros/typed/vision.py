@@ -15,6 +15,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
 from edge_infer.pipeline.face_pipeline import FaceFrameResult
+from edge_infer.ros.output_publisher import output_publisher
 
 CLASS_ID = "face"
 LABEL_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -41,8 +42,8 @@ class VisionOutputs:
     def __init__(self, node: Node, score_threshold: float, topic: str = "~/detections",
                  label_topic: str = "~/label_info") -> None:
         self.node = node
-        self.detections_pub = node.create_publisher(Detection2DArray, topic, 10)
-        self.label_pub = node.create_publisher(LabelInfo, label_topic, LABEL_INFO_QOS)
+        self.detections_pub = output_publisher(node, Detection2DArray, topic, 10)
+        self.label_pub = output_publisher(node, LabelInfo, label_topic, LABEL_INFO_QOS)
         label = LabelInfo(class_map=[VisionClass(class_id=0, class_name=CLASS_ID)], threshold=float(score_threshold))
         label.header.stamp = node.get_clock().now().to_msg()
         self.label_pub.publish(label)
