@@ -38,7 +38,9 @@ def _to_gray(img: np.ndarray, channel_order: str) -> np.ndarray:
     if img.ndim == 2:
         return img
     code = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}[channel_order]
-    return cv2.cvtColor(np.ascontiguousarray(img), code)
+    if img.strides[-1] != img.itemsize or img.strides[-2] != img.shape[-1] * img.itemsize:
+        img = np.ascontiguousarray(img)  # cv2 takes a row-strided window as it is; other layouts need a copy
+    return cv2.cvtColor(img, code)
 
 
 def fer_square_box(box_xyxy: Sequence[float], offsets: tuple[int, int] = FER_OFFSETS) -> tuple[int, int, int, int]:
