@@ -270,6 +270,24 @@ def test_crop_batch_shape_and_range(astronaut: np.ndarray) -> None:
     np.testing.assert_allclose(same, small / 255.0, atol=1e-6)
 
 
+def test_crop_batch_equals_the_direct_warp_from_the_whole_frame(astronaut: np.ndarray) -> None:
+    """crop_batch warps from a compact copy of each ROI's bounding box (faster on a frame not in the cache): the
+    crops equal a warp straight from the frame, replicated edges included, up to cv2's fixed-point rounding."""
+    frame = cv2.resize(astronaut, (1280, 720))
+    rois = [fm.Roi(640, 360, 300, 300, 0.3),       # inside, rotated
+            fm.Roi(40, 30, 260, 260, -0.5),        # over the top-left corner: replicated edge pixels
+            fm.Roi(1270, 700, 200, 120, 2.0),      # over the bottom-right corner
+            fm.Roi(-500, -500, 100, 100),          # wholly outside: all replicated
+            fm.Roi(640, 360, 1400, 1400)]          # larger than the frame: warped from the frame itself
+    for roi in rois:
+        m = roi.crop_to_image(192, pixel_index=True)
+        direct = cv2.warpAffine(frame, m, (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+        got = np.rint(fm.crop_batch(frame, [roi])[0] / fm.PIXEL_SCALE).astype(int)
+        diff = np.abs(got - direct.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.001, roi
+
+
 # ---------------------------------------------------------------- TFLite import
 
 
