@@ -195,12 +195,13 @@ def test_sigterm_sets_stop_even_when_repeated_during_a_wait():
 
 
 def test_node_end_to_end_splits_what_is_not_the_models(ros, models_dir):
-    """`bench pipeline`'s node column, for real: camera in another process, the face node here. The split of
-    end to end minus the models has its four parts, each measured (>= 0 where it cannot be negative)."""
+    """`bench pipeline`'s node column, for real, as the bench runs it: the face node started by its console
+    script and the camera, each in its own process. The split of end to end minus the models has its four
+    parts, each measured (>= 0 where it cannot be negative)."""
     from edge_infer.ros.bench_harness import node_end_to_end
 
-    r = node_end_to_end(models_dir, 4, camera="subprocess")
-    assert r["frames"] == 4 and r["end_to_end_p50_ms"] > r["raw_models_p50_ms"] > 0
+    r = node_end_to_end(models_dir, 4, camera="subprocess", node="subprocess")
+    assert r["frames"] == 4 and r["node"] == "own process (console script)" and r["end_to_end_p50_ms"] > r["raw_models_p50_ms"] > 0
     split = r["minus_raw_split_p50_ms"]
     assert set(split) == {"transport", "queued", "glue", "rest"}
     assert split["transport"] > 0 and split["queued"] >= 0 and split["glue"] > 0

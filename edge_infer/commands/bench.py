@@ -66,7 +66,7 @@ def _model(args: argparse.Namespace) -> int:
 
 def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("pipeline", help="face pipeline vs raw models and vs mediapipe, 1 vs 6 faces, tracking, "
-                                         "node e2e (camera in another process)")
+                                         "node e2e (node and camera in their own processes)")
     p.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
     p.add_argument("--backend", default="auto", help="runtime of the pipeline's models (default auto)")
     p.add_argument("--no-peer", action="store_true", help="skip mediapipe (its venv is made on first use)")
@@ -78,24 +78,13 @@ def _register_pipeline(bsub: argparse._SubParsersAction) -> None:
 
 
 def _node_e2e_cross_process(models_dir: Path, frames: int) -> dict:
-    """The face node against a camera in another process, both with the shipped DDS profile (as `ros2 launch`
-    and `edge-infer run` start them): the node's own end-to-end time minus its models' time."""
-    import os
-
-    from edge_infer.launch_description import DDS_PROFILE_ENV, LARGE_DATA_PROFILE
-    from edge_infer.paths import config_file
+    """The face node started by its console script and a camera, each in its own process with the shipped DDS
+    profile (as `ros2 launch` and `edge-infer run` start them): the node's end-to-end time minus its models'."""
+    from edge_infer.launch_description import LARGE_DATA_PROFILE
     from edge_infer.ros.bench_harness import node_end_to_end
 
-    before = os.environ.get(DDS_PROFILE_ENV)
-    os.environ[DDS_PROFILE_ENV] = str(config_file(LARGE_DATA_PROFILE))  # read when the DDS participants start
-    try:
-        result = node_end_to_end(models_dir, frames, camera="subprocess")
-    finally:
-        if before is None:
-            os.environ.pop(DDS_PROFILE_ENV, None)
-        else:
-            os.environ[DDS_PROFILE_ENV] = before
-    return {**result, "camera": f"camera in another process, DDS profile {LARGE_DATA_PROFILE}"}
+    result = node_end_to_end(models_dir, frames, camera="subprocess", node="subprocess")
+    return {**result, "camera": f"node and camera each in its own process, DDS profile {LARGE_DATA_PROFILE}"}
 
 
 def _pipeline(args: argparse.Namespace) -> int:

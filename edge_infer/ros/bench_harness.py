@@ -231,10 +231,16 @@ class FaceBenchHarness:
 SINGLE_FRAME_RATE_HZ = 50.0  # a scheduled single frame is due one period (20 ms) after the request
 
 
-def node_end_to_end(models_dir, frames: int, camera: str = "in_process") -> dict:
+def node_end_to_end(models_dir, frames: int, camera: str = "in_process", node: str = "in_process") -> dict:
     """`bench pipeline`'s node column: end to end through the real face node (publish -> ``~/faces``) against
     the raw model time of the same frames. Frames go one at a time (the next after the result), so the number
-    is latency, not queueing; the first frame warms up and is not counted."""
+    is latency, not queueing; the first frame warms up and is not counted.
+
+    ``node`` "subprocess": the face node runs in its own process, started by its console script with the
+    shipped DDS profile, as on a robot (``ros2 run edge_infer face_pipeline_node``); its executor then serves it
+    alone, not this harness's client as well. "in_process": built here (no console script needed)."""
+    from contextlib import ExitStack
+
     from rclpy.parameter import Parameter
 
     from edge_infer.ros.face_node import FacePipelineNode
@@ -244,12 +250,19 @@ def node_end_to_end(models_dir, frames: int, camera: str = "in_process") -> dict
                                                       Parameter("tracking", value=False)])]
 
     feed = CameraFeed(models_dir=str(models_dir), frames=frames, faces=1)
-    with FaceBenchHarness(feed, nodes_under_test=face_node, camera=camera, node_name="bench_pipeline_client") as h:
-        h.wait_connected()
+    with ExitStack() as stack:
+        if node == "subprocess":
+            from edge_infer.ros.driver_check import node_process
+
+            stack.enter_context(node_process("face_pipeline_node", {"models_dir": str(models_dir), "tracking": False},
+                                             profile=True))
+        h = stack.enter_context(FaceBenchHarness(feed, nodes_under_test=face_node if node == "in_process" else None,
+                                                 camera=camera, node_name="bench_pipeline_client"))
+        h.wait_connected(60.0 if node == "subprocess" else 15.0)  # a node process loads its models first
         got = [r.doc for r in (h.send_and_wait() for _ in range(frames)) if r is not None]
     lat = [g["latency_ms"] for g in got[1:]]
     stages = dict.fromkeys(k for x in lat for k in x)  # where the time goes: the node's own stage timings
-    return {"frames": len(got),
+    return {"frames": len(got), "node": "own process (console script)" if node == "subprocess" else "this process",
             "end_to_end_p50_ms": float(np.median([x["end_to_end"] for x in lat])),
             "raw_models_p50_ms": float(np.median([x["detector"] + x.get("mesh", 0) + x.get("emotion", 0) for x in lat])),
             "stages_p50_ms": {k: round(float(np.median([x.get(k, 0.0) for x in lat])), 3) for k in stages},
