@@ -130,6 +130,9 @@ def test_report_has_every_goal_with_its_verdict(models_dir: Path, fake_peer_pyth
     text = "\n".join(lines)
     assert "0.0-fake" in text and "(goal <= 3.0)  NOT met" in text and "stamp to worker" in text
     assert "at mediapipe's short range (our detector at 320x192" in text
+    one, six = r["1_face"]["json"], r["6_face"]["json"]  # the JSON mirror's cost, measured on real results
+    assert one["ms_p50"] > 0 and six["kbytes"] > 4 * one["kbytes"] > 0 and "~/faces JSON" in text
+    assert len(r["load_average"]) == 3 and "load average at start" in text
 
 
 def test_unmeasured_goals_say_so(models_dir: Path):

@@ -10,6 +10,7 @@ caller (``node_e2e``: this module never imports rclpy).
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import numpy as np
 from edge_infer.models import emotion as emotion_model
 from edge_infer.models import face_mesh, retinaface
 from edge_infer.pipeline.face_pipeline import FaceConfig, FacePipeline, colour_view
+from edge_infer.pipeline.face_results import face_result_to_json
 from edge_infer.pipeline.frames import Frame
 from edge_infer.samples.scenes import load_samples, scene
 
@@ -155,7 +157,8 @@ def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "auto"
     no_track = FacePipeline.from_models_dir(models_dir, backend, FaceConfig(tracking=False), **backend_options)
     track = FacePipeline.from_models_dir(models_dir, backend, FaceConfig(tracking=True), **backend_options)
     steps = tqdm(total=5, desc="bench pipeline", disable=not progress, leave=False)
-    out: dict = {"backend": no_track.backend_name, "frames": frames, "frame_size": [1280, 720]}
+    out: dict = {"backend": no_track.backend_name, "frames": frames, "frame_size": [1280, 720],
+                 "load_average": [round(v, 2) for v in os.getloadavg()]}  # the ratios move with other load
 
     for n_faces in (1, 6):
         fr = [Frame(scene(samples, i, n_faces), "bgr8") for i in range(frames)]
@@ -166,6 +169,7 @@ def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "auto"
         out[f"{n_faces}_face"] = {"pipeline_ms_p50": float(np.median(t_pipe)), "raw_models_ms_p50": float(np.median(t_raw)),
                                   "faces_found": len(results[0].faces), "stages_ms_p50": _stage_medians(results)}
         steps.update()
+        out[f"{n_faces}_face"]["json"] = _json_cost(results[0])
     one, six = out["1_face"], out["6_face"]
     out["pipeline_over_raw_throughput"] = one["raw_models_ms_p50"] / one["pipeline_ms_p50"]
     out["six_over_one_face_cost"] = six["pipeline_ms_p50"] / one["pipeline_ms_p50"]
@@ -190,6 +194,15 @@ def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "auto"
     return out
 
 
+def _json_cost(result) -> dict[str, float]:
+    """What the node's ``~/faces`` JSON mirror costs for this result (built off the end-to-end path, but on the
+    worker's): serialisation ms (median of 20) and size."""
+    args = (result, 1, 2, "camera", "bench", dict(result.timer.stages))
+    text = face_result_to_json(*args)
+    ms = [_time(lambda: face_result_to_json(*args))[0] for _ in range(20)]
+    return {"ms_p50": float(np.median(ms)), "kbytes": round(len(text) / 1024, 1)}
+
+
 def _verdict(measured: float | None, goal: float, cmp: str) -> dict[str, Any]:
     if measured is None:
         return {"target": goal, "cmp": cmp, "measured": None, "met": None}
@@ -205,11 +218,16 @@ def _peer_line(name: str, v: dict[str, Any]) -> str:
 
 def print_pipeline_bench(r: dict, echo=print) -> None:
     one, six, tr = r["1_face"], r["6_face"], r["tracking"]
-    echo(f"bench pipeline ({r['backend']}, {r['frames']} frames of 1280x720 per case, interleaved)")
+    load = r.get("load_average")
+    echo(f"bench pipeline ({r['backend']}, {r['frames']} frames of 1280x720 per case, interleaved"
+         + (f"; load average at start {load[0]:.2f} on {os.cpu_count()} CPUs)" if load else ")"))
     echo(f"  1 face : pipeline {one['pipeline_ms_p50']:.1f} ms, raw models {one['raw_models_ms_p50']:.1f} ms  "
          f"(stages p50: {', '.join(f'{k} {v:.2f}' for k, v in one['stages_ms_p50'].items())})")
     echo(f"  6 faces: pipeline {six['pipeline_ms_p50']:.1f} ms, raw models {six['raw_models_ms_p50']:.1f} ms "
          f"({six['faces_found']} faces found)")
+    if "json" in one and "json" in six:
+        echo(f"  ~/faces JSON (after the end-to-end stamp, on the node's worker): 1 face {one['json']['ms_p50']:.2f} ms "
+             f"({one['json']['kbytes']} KB), 6 faces {six['json']['ms_p50']:.2f} ms ({six['json']['kbytes']} KB)")
     echo(f"  tracking on {tr['on_ms_p50']:.1f} ms / off {tr['off_ms_p50']:.1f} ms per frame "
          f"-> on/off throughput {tr['on_over_off_throughput']:.2f}x")
     if "peer" in r:
