@@ -162,6 +162,84 @@ def test_frame_size_change_keeps_the_reused_detector_input_right(models_dir, sam
         np.testing.assert_array_equal(a[0].box, b[0].box)
 
 
+class InputWidths:
+    """Wraps the real detector and records the width of each input it gets (the model still runs)."""
+
+    def __init__(self, inner):
+        self.inner, self.widths, self.name = inner, [], inner.name
+
+    def run(self, feeds, output_names=None):
+        self.widths.append(int(next(iter(feeds.values())).shape[3]))
+        return self.inner.run(feeds, output_names)
+
+
+def _paste(canvas, photo, scale, x, y):
+    import cv2
+
+    p = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas[y:y + p.shape[0], x:x + p.shape[1]] = p
+
+
+def test_scheduled_small_passes_keep_far_faces_and_find_near_ones(models_dir, samples):
+    """Tracked stream, detect_every 5: the scheduled re-detections run at 320x192 twice, then at 640x384. A far
+    face (box ~55 px: found at 640x384, too small at 320x192) stays tracked with its id through the small passes;
+    a near face that walks in is found by the next small pass; the full pass finds both and keeps both ids."""
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=5,
+                                                                   redetect_size=(320, 192), full_detect_every=3))
+    p.detector = InputWidths(p.detector)
+    photo = samples["astronaut.png"]  # its face box is ~120 px tall at this size
+    far_only = np.full((720, 1280, 3), 40, np.uint8)
+    _paste(far_only, photo, 0.46, 100, 200)
+    both = far_only.copy()
+    _paste(both, photo, 1.0, 700, 150)
+    results = [p.process(Frame(far_only if i < 6 else both, "bgr8")) for i in range(16)]
+    counts = [len(r.faces) for r in results]
+    assert [i for i, r in enumerate(results) if r.detector_ran] == [0, 5, 10, 15]
+    assert p.detector.widths == [640, 320, 320, 640]
+    assert counts[:10] == [1] * 10 and counts[10:] == [2] * 6, counts  # the near face from the small pass at 10
+    far_id = results[0].faces[0].id
+    assert results[5].faces[0].id == far_id and results[5].faces[0].tracked  # kept through the small pass
+    near = [f for f in results[10].faces if f.id != far_id]
+    assert len(near) == 1 and not near[0].tracked and near[0].box[0] > 640
+    assert {f.id for f in results[15].faces} == {far_id, near[0].id}  # the full pass continues both ids
+    assert all(f.mesh_confidence > 0.5 and f.emotion for r in results for f in r.faces)
+
+
+def test_small_passes_off(models_dir, samples):
+    """redetect_size None (or full_detect_every 1): every scheduled detection runs at the full size."""
+    for config in (FaceConfig(tracking=True, detect_every=3, redetect_size=None),
+                   FaceConfig(tracking=True, detect_every=3, full_detect_every=1)):
+        p = FacePipeline.from_models_dir(models_dir, config=config)
+        p.detector = InputWidths(p.detector)
+        for i in range(7):
+            p.process(Frame(scene(samples, i), "bgr8"))
+        assert p.detector.widths == [640, 640, 640]
+
+
+class FixedSizeDetector(InputWidths):
+    """Test double of a TensorRT detector engine built for one input size (the zoo's profile, 640x384): other
+    sizes raise BackendError as the TensorRT backend's profile check does. The real detector still runs."""
+
+    def run(self, feeds, output_names=None):
+        from edge_infer.backends import BackendError
+
+        shape = next(iter(feeds.values())).shape
+        if tuple(shape[2:]) != (384, 640):
+            raise BackendError(f"input shape {tuple(shape)} outside the optimization profile min (1, 3, 384, 640) "
+                               "max (1, 3, 384, 640)")
+        return super().run(feeds, output_names)
+
+
+def test_small_passes_switch_off_when_the_detector_takes_one_size(models_dir, samples, caplog):
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=3))
+    p.detector = FixedSizeDetector(p.detector)
+    with caplog.at_level("WARNING"):
+        results = [p.process(Frame(scene(samples, i), "bgr8")) for i in range(10)]
+    assert [len(r.faces) for r in results] == [1] * 10  # the full-size detection ran instead, nothing lost
+    assert p.detector.widths == [640, 640, 640, 640]
+    assert sum("stay at the full detector size" in r.message for r in caplog.records) == 1  # said once
+
+
 def test_lost_face_triggers_detection_at_once(models_dir, samples):
     p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=True, detect_every=100))
     assert len(p.process(Frame(scene(samples, 0), "bgr8")).faces) == 1

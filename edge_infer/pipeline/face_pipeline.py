@@ -17,17 +17,20 @@ face that leaves the image (or is missed for one frame) comes back with a new id
 
 from __future__ import annotations
 
-from edge_infer.errors import MissingFileError
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_infer.backends import Backend, create_backend
+from edge_infer.backends import Backend, BackendError, create_backend
+from edge_infer.errors import MissingFileError
 from edge_infer.models import emotion as emotion_model
 from edge_infer.models import face_mesh, retinaface
 from edge_infer.pipeline.frames import Frame
 from edge_infer.pipeline.latency import FrameTimer
+
+log = logging.getLogger(__name__)
 
 #: mesh indices standing for RetinaFace's 5 keypoints (right eye, left eye, nose, mouth right, mouth left)
 MESH_KEYPOINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
@@ -46,6 +49,14 @@ class FaceConfig:
     tracking: bool = True
     detect_every: int = 10
     mesh_min_confidence: float = 0.5
+    # Scheduled re-detections on a tracked stream run at this smaller input (None: at detector_size), except every
+    # full_detect_every-th, which runs at detector_size. Why: a detection frame costs 17.5 ms at 640x384 against
+    # 2.8 ms for a tracked one (docs/PERFORMANCE.md); at 320x192 the detector takes 3.6 ms and finds faces from
+    # ~76 px tall (44 px at 640x384), i.e. the people near the robot, who are the ones that come and go. Faces
+    # already tracked and not found by the small pass (farther ones) are kept: tracked on from their mesh, same id.
+    # A face lost by the tracker still triggers a full-size detection at once.
+    redetect_size: tuple[int, int] | None = (320, 192)
+    full_detect_every: int = 3
 
 
 @dataclass
@@ -118,6 +129,16 @@ _BGR_ENCODINGS = ("bgr8", "8UC3", "bgr16")
 _GRAY_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")
 
 
+def _tracked_face(track: "_Track", points: np.ndarray, confidence: float) -> Face:
+    """A face from a track's mesh this frame: box and keypoints in the detector's convention (its offsets)."""
+    bbox = _mesh_bbox(points)
+    scale = _bbox_scale(bbox)
+    box = bbox + track.box_offset * np.tile(scale, 2)
+    kps = _mesh_keypoints(points) + track.kp_offset * scale
+    return Face(box.astype(np.float32), track.score, kps.astype(np.float32), True, mesh=points,
+                mesh_confidence=confidence, id=track.face_id)
+
+
 def colour_view(frame: Frame) -> tuple[np.ndarray, str]:
     """(image, channel order) that every model's preprocessing reads: the frame converted at most once.
 
@@ -143,6 +164,9 @@ class FacePipeline:
         self.config = config or FaceConfig()
         self._tracks: list[_Track] = []
         self._since_detect = 0
+        self._small_passes = 0  # scheduled re-detections at redetect_size since the last full-size one
+        self._small_input = retinaface.InputBuffers()  # its own memory: sizes alternating would reallocate
+        self._small_pass_off = ""  # why small passes are off for this pipeline's detector ("" = they are not)
         self._previous: list[tuple[str, np.ndarray]] = []  # (id, box) of the last frame's faces
         self._ids_issued = 0  # never reset: an id is not reused for another face within this pipeline
 
@@ -178,15 +202,17 @@ class FacePipeline:
     def reset(self) -> None:
         self._tracks = []
         self._since_detect = 0
+        self._small_passes = 0
         self._previous = []
 
     # ------------------------------------------------------------------------------------------ stages
-    def _detect(self, frame: Frame, timer: FrameTimer) -> retinaface.Detections:
+    def _detect(self, frame: Frame, timer: FrameTimer, small: bool = False) -> retinaface.Detections:
         c = self.config
         with timer.stage("preprocess"):
             image, order = colour_view(frame)
-        return retinaface.detect(self.detector, image, c.detector_size, c.score_threshold, c.nms_threshold,
-                                 c.max_faces, timer, order, self._detector_input)
+        size, buffers = (c.redetect_size, self._small_input) if small else (c.detector_size, self._detector_input)
+        return retinaface.detect(self.detector, image, size, c.score_threshold, c.nms_threshold,
+                                 c.max_faces, timer, order, buffers)
 
     def _run_mesh(self, frame: Frame, rois: list[face_mesh.Roi], timer: FrameTimer) -> tuple[np.ndarray, np.ndarray]:
         with timer.stage("preprocess"):
@@ -213,15 +239,34 @@ class FacePipeline:
         points, conf = self._run_mesh(frame, [t.roi for t in self._tracks], timer)
         if (conf < self.config.mesh_min_confidence).any():
             return None
-        faces = []
-        for track, pts, cf in zip(self._tracks, points, conf):
-            bbox = _mesh_bbox(pts)
-            scale = _bbox_scale(bbox)
-            box = bbox + track.box_offset * np.tile(scale, 2)
-            kps = _mesh_keypoints(pts) + track.kp_offset * scale
-            faces.append(Face(box.astype(np.float32), track.score, kps.astype(np.float32), True, mesh=pts,
-                              mesh_confidence=float(cf), id=track.face_id))
-        return faces
+        return [_tracked_face(t, pts, float(cf)) for t, pts, cf in zip(self._tracks, points, conf)]
+
+    def _small_pass(self, frame: Frame, timer: FrameTimer) -> tuple[list[Face], list[_Track | None]] | None:
+        """A scheduled re-detection at ``redetect_size``: detected faces (ids continued by overlap) plus the
+        tracked faces it did not find, tracked on; the mesh runs once over both. None when a kept face was lost
+        (the caller then detects at full size). Returns the faces and, per face, the track it continues
+        untouched (None: made from this detection)."""
+        try:
+            dets = self._detect(frame, timer, small=True)
+        except BackendError as e:  # e.g. a TensorRT engine built for the full size only
+            self._small_pass_off = f"the detector does not take {self.config.redetect_size}: {e}"
+            log.warning("scheduled re-detections stay at the full detector size: %s", self._small_pass_off)
+            return None
+        detected = [Face(b, float(s), k) for b, s, k in zip(dets.boxes, dets.scores, dets.keypoints)]
+        self._assign_ids(detected)
+        found = {f.id for f in detected}
+        kept = [t for t in self._tracks if t.face_id not in found]
+        rois = [face_mesh.roi_from_detection(f.box, f.keypoints) for f in detected] + [t.roi for t in kept]
+        if not rois:
+            return [], []
+        points, conf = self._run_mesh(frame, rois, timer)
+        if (conf[len(detected):] < self.config.mesh_min_confidence).any():
+            return None
+        for f, pts, cf in zip(detected, points, conf):
+            f.mesh, f.mesh_confidence = pts, float(cf)
+        tracked = [_tracked_face(t, pts, float(cf)) for t, pts, cf in zip(kept, points[len(detected):],
+                                                                          conf[len(detected):])]
+        return detected + tracked, [None] * len(detected) + kept
 
     def _detect_faces(self, frame: Frame, timer: FrameTimer) -> list[Face]:
         dets = self._detect(frame, timer)
@@ -233,18 +278,20 @@ class FacePipeline:
                 f.mesh, f.mesh_confidence = pts, float(cf)
         return faces
 
-    def _update_tracks(self, faces: list[Face], detected: bool) -> None:
+    def _update_tracks(self, faces: list[Face], sources: "list[_Track | None]") -> None:
+        """Next frame's tracks. ``sources[i]``: the track face i continues untouched (its detector offsets are
+        kept), or None for a face made from a detection in this frame (offsets measured now)."""
         tracks = []
-        for i, f in enumerate(faces):
+        for f, source in zip(faces, sources):
             if f.mesh is None or f.mesh_confidence < self.config.mesh_min_confidence:
                 continue
-            if detected:
+            if source is None:
                 bbox = _mesh_bbox(f.mesh)
                 scale = _bbox_scale(bbox)
                 box_offset = (f.box - bbox) / np.tile(scale, 2)
                 kp_offset = (f.keypoints - _mesh_keypoints(f.mesh)) / scale
             else:
-                box_offset, kp_offset = self._tracks[i].box_offset, self._tracks[i].kp_offset
+                box_offset, kp_offset = source.box_offset, source.kp_offset
             tracks.append(_Track(face_mesh.roi_from_landmarks(f.mesh), f.score, box_offset, kp_offset, f.id))
         self._tracks = tracks
 
@@ -267,19 +314,33 @@ class FacePipeline:
         timer = timer or FrameTimer()
         c = self.config
         faces: list[Face] | None = None
-        can_track = c.tracking and self.mesh is not None and self._tracks and self._since_detect < c.detect_every - 1
-        if can_track:
-            faces = self._track(frame, timer)
-        detected = faces is None
-        if detected:
+        sources: list[_Track | None] = []
+        detector_ran = False
+        if c.tracking and self.mesh is not None and self._tracks:
+            if self._since_detect < c.detect_every - 1:
+                faces = self._track(frame, timer)
+                sources = list(self._tracks)
+            elif self._small_pass_due():
+                detector_ran = True
+                small = self._small_pass(frame, timer)
+                if small is not None:
+                    faces, sources = small
+                    self._small_passes += 1
+                    self._since_detect = -1  # the next schedule counts from this detection
+        if faces is None:
             faces = self._detect_faces(frame, timer)
+            sources = [None] * len(faces)
             self._assign_ids(faces)
-            self._since_detect = 0
-        else:
-            self._since_detect += 1
+            self._since_detect, self._small_passes, detector_ran = -1, 0, True
+        self._since_detect += 1
         if self.emotion is not None and faces:
             self._run_emotion(frame, faces, timer)
         if c.tracking:
-            self._update_tracks(faces, detected)
+            self._update_tracks(faces, sources)
         self._previous = [(f.id, f.box) for f in faces]
-        return FaceFrameResult(faces, frame.width, frame.height, timer, detected)
+        return FaceFrameResult(faces, frame.width, frame.height, timer, detector_ran)
+
+    def _small_pass_due(self) -> bool:
+        c = self.config
+        return (c.redetect_size is not None and tuple(c.redetect_size) != tuple(c.detector_size)
+                and self._small_passes < c.full_detect_every - 1 and not self._small_pass_off)

@@ -81,6 +81,12 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("enable_mesh", _face.enable_mesh, "Run the 468-point face mesh on every face.", read_only=True),
     Param("tracking", _face.tracking, "Track faces with the mesh between detector runs."),
     Param("detect_every", _face.detect_every, "Run the detector at least every N frames.", int_range=(1, 1000)),
+    Param("redetect_width", _face.redetect_size[0] if _face.redetect_size else 0, "Input width of scheduled "
+          "re-detections on a tracked stream (near faces, ~4x cheaper; 0 = detector_width).", int_range=(0, 4096)),
+    Param("redetect_height", _face.redetect_size[1] if _face.redetect_size else 0, "Input height of scheduled "
+          "re-detections (0 = detector_height).", int_range=(0, 4096)),
+    Param("full_detect_every", _face.full_detect_every, "Every Nth scheduled re-detection runs at the detector's "
+          "full size (far faces); 1 = always.", int_range=(1, 1000)),
     Param("mesh_min_confidence", _face.mesh_min_confidence, "Mesh confidence below which a face is lost.",
           float_range=(0.0, 1.0)),
     Param("ros4hri", True, "Publish the ROS4HRI (REP-155) /humans/faces topics (needs hri_msgs).", read_only=True),
@@ -151,7 +157,10 @@ def face_config(v: dict[str, Any]) -> FaceConfig:
                       score_threshold=float(v["score_threshold"]), nms_threshold=float(v["nms_threshold"]),
                       max_faces=int(v["max_faces"]), enable_emotion=bool(v["enable_emotion"]),
                       enable_mesh=bool(v["enable_mesh"]), tracking=bool(v["tracking"]),
-                      detect_every=int(v["detect_every"]), mesh_min_confidence=float(v["mesh_min_confidence"]))
+                      detect_every=int(v["detect_every"]), mesh_min_confidence=float(v["mesh_min_confidence"]),
+                      redetect_size=((int(v["redetect_width"]), int(v["redetect_height"]))
+                                     if v["redetect_width"] and v["redetect_height"] else None),
+                      full_detect_every=int(v["full_detect_every"]))
 
 
 def health_bounds(v: dict[str, Any]) -> HealthBounds:
