@@ -269,3 +269,25 @@ def test_padded_rows_are_viewed_without_copy():
     rows = np.arange(4 * 16, dtype=np.uint8).reshape(4, 16)  # step 16, 4 px of rgb8 = 12 bytes + 4 padding
     frame = decode_raw(rows.tobytes(), 4, 4, 16, "rgb8")
     assert frame.array.shape == (4, 4, 3) and frame.array[1, 0, 0] == 16
+
+
+def test_faces_json_is_the_same_text_with_orjson_and_json(models_dir, samples, monkeypatch):
+    """The ~/faces text comes from orjson when it is installed (pinned here) and from json otherwise (a robot's apt
+    Python): byte for byte the same on a real 6-face result with meshes, and valid against the schema."""
+    import json
+
+    import jsonschema
+
+    from edge_infer.pipeline import face_results
+
+    p = FacePipeline.from_models_dir(models_dir, config=FaceConfig(tracking=False))
+    r = p.process(Frame(scene(samples, 0, n_faces=6), "bgr8"))
+    args = (r, 1, 2, "camera", "backend", dict(r.timer.stages))
+    assert face_results.orjson is not None  # the pinned fast path is what make test installs
+    fast = face_results.face_result_to_json(*args)
+    monkeypatch.setattr(face_results, "orjson", None)
+    plain = face_results.face_result_to_json(*args)
+    assert fast == plain and len(fast) > 40_000
+    doc = json.loads(fast)
+    jsonschema.validate(doc, face_results.JSON_SCHEMA)
+    assert len(doc["faces"]) == 6 and len(doc["faces"][0]["mesh"]["points"]) == 468
