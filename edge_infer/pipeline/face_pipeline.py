@@ -7,6 +7,9 @@ Tracking (``FaceConfig.tracking``): between detector runs each face's mesh ROI c
 468 points (as MediaPipe's face mesh does), so a steady stream costs mesh + emotion only. The detector
 runs every ``detect_every`` frames, and at once when a tracked face's mesh confidence drops below
 ``mesh_min_confidence`` (face lost), so a tracked frame is never worse than one the tracker could not explain.
+Those scheduled runs use the small ``redetect_size`` input (near faces, ~4x cheaper) except every
+``full_detect_every``-th, which uses ``detector_size``; a tracked face a small run does not find stays tracked
+(same id, the mesh runs over detected and kept faces in one batch). A detection after a lost face is full size.
 Tracked faces keep the detector's box/keypoint convention: at each detection the offset between the
 detector's box/keypoints and the mesh's is recorded and reapplied to the tracked mesh.
 
