@@ -279,7 +279,6 @@ class AudioStream:
              sample_format: str | None = None) -> StreamChunk:
         """Add one chunk. Never raises: problems are repaired or the chunk is dropped, and counted."""
         st = self.stats
-        st.chunks += 1
         issues: list[str] = []
         start = self.position
         try:
@@ -288,6 +287,10 @@ class AudioStream:
             st.bad_chunks += 1
             self._note(issues, f"dropped chunk: {type(e).__name__}: {e}")
             return StreamChunk(np.zeros(0, dtype=np.float32), start, False, issues)
+        finally:
+            # counted last: a reader on another thread (diagnostics, a test) that sees the chunk
+            # counted also sees what the chunk added to the other counters
+            st.chunks += 1
 
     def flush(self) -> StreamChunk:
         """End of stream: emit what the resampler still holds back."""
