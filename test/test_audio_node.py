@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from audio_clips import SR, clip, padded, to_int16
+from audio_clips import clip, padded, to_int16
 from remote_publisher import RemotePublishers
 
 

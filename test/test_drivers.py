@@ -9,9 +9,7 @@ profile on the publisher -> >= 90 %; a best-effort microphone -> the wake word o
 from __future__ import annotations
 
 import json
-import threading
 import time
-from pathlib import Path
 
 import pytest
 

@@ -158,7 +158,8 @@ def run_pipeline_bench(models_dir: Path, frames: int = 40, backend: str = "auto"
     track = FacePipeline.from_models_dir(models_dir, backend, FaceConfig(tracking=True), **backend_options)
     steps = tqdm(total=5, desc="bench pipeline", disable=not progress, leave=False)
     out: dict = {"backend": no_track.backend_name, "frames": frames, "frame_size": [1280, 720],
-                 "load_average": [round(v, 2) for v in os.getloadavg()]}  # the ratios move with other load
+                 # the ratios move with other load on the machine: recorded beside them
+                 "load_average": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count()}
 
     for n_faces in (1, 6):
         fr = [Frame(scene(samples, i, n_faces), "bgr8") for i in range(frames)]
@@ -220,7 +221,7 @@ def print_pipeline_bench(r: dict, echo=print) -> None:
     one, six, tr = r["1_face"], r["6_face"], r["tracking"]
     load = r.get("load_average")
     echo(f"bench pipeline ({r['backend']}, {r['frames']} frames of 1280x720 per case, interleaved"
-         + (f"; load average at start {load[0]:.2f} on {os.cpu_count()} CPUs)" if load else ")"))
+         + (f"; load average at start {load[0]:.2f} on {r.get('cpus')} CPUs)" if load else ")"))
     echo(f"  1 face : pipeline {one['pipeline_ms_p50']:.1f} ms, raw models {one['raw_models_ms_p50']:.1f} ms  "
          f"(stages p50: {', '.join(f'{k} {v:.2f}' for k, v in one['stages_ms_p50'].items())})")
     echo(f"  6 faces: pipeline {six['pipeline_ms_p50']:.1f} ms, raw models {six['raw_models_ms_p50']:.1f} ms "
