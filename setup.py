@@ -19,6 +19,8 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # the SROS2 policy (edge_infer.policy.xml: one enclave per node process + the one-process enclave)
+        ("share/" + package_name + "/config/sros2", glob("config/sros2/*.xml")),
     ],
     install_requires=["setuptools"],
     # the TensorRT backend's CUDA layer on a robot: cuda-python with the platform's CUDA major

@@ -29,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--ros-args ...` belongs to rcl, not to us: argparse's REMAINDER positional does not take a tail that
+    # starts with an option once another option came first (`run --enclave X --ros-args ...`), so split it off.
+    ros_tail: list[str] = []
+    if "--ros-args" in argv:
+        cut = argv.index("--ros-args")
+        argv, ros_tail = argv[:cut], argv[cut:]
     args = parser.parse_args(argv)
+    if ros_tail:
+        if not hasattr(args, "ros_args"):
+            parser.error(f"'{args.command}' takes no --ros-args")
+        args.ros_args = [*ros_tail, *(args.ros_args or [])]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)

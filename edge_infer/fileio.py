@@ -99,3 +99,32 @@ def file_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
             yield lock
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_yaml(path: str | os.PathLike[str], what: str, max_bytes: int, error: type[Exception],
+              limit_name: str = "") -> Any:
+    """Parse a YAML file that may come from anywhere (a zoo file, a bag's metadata, a parameter file).
+
+    Why one reader: each of those is untrusted input, and each needs the same three guards: the size is checked
+    before anything is read (a YAML file is small; a big one is not what it claims), ``yaml.safe_load`` builds
+    only plain data (no Python tags, so no code runs), and every failure (unreadable, not UTF-8, not YAML,
+    nested past the recursion limit) is one ``error`` line that starts with ``what``. The caller checks the
+    document's shape (mapping, keys, types): that differs per file kind.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{what}: {size} bytes is more than {max_bytes} allowed for this kind of file"
+                        + (f" ({limit_name})" if limit_name else ""))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{what}: cannot read it ({' '.join(str(e).split())})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise error(f"{what}: not valid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise error(f"{what}: nested too deeply to be read") from None

@@ -1,6 +1,6 @@
 """`ros2 launch edge_infer pipeline.launch.py [camera_topic:=...] [audio_topic:=...] [backend:=...]
 [models_dir:=...] [enable_face:=true|false] [enable_audio:=true|false] [namespace:=...]
-[dds_profile:=large_data|none|PATH] [autostart:=true|false]`
+[dds_profile:=large_data|none|PATH] [autostart:=true|false] [enclave:=/edge_infer]`
 
 Thin over :mod:`edge_infer.launch_description` (which nodes, executables, parameter files from config/,
 remappings, launch arguments); ``edge-infer run`` starts the same description in one process.
@@ -10,6 +10,11 @@ lifecycle manager). They are started as plain launch_ros ``Node`` actions on pur
 action puts an rclpy node into the launch process, and on Jazzy that process then aborted ("terminate called
 without an active exception") in 7 of 10 runs when a second Ctrl-C arrived during shutdown (0 of 20 with
 ``Node``; see README "Lifecycle nodes"). Valid for launch_ros on ROS 2 Humble and newer.
+
+``enclave:=<root>`` (SROS2) puts each node process in its own enclave, ``--ros-args --enclave <root>/<node
+name>`` (``/edge_infer/face_pipeline``, ``/edge_infer/audio_node``), so each gets only its own permissions
+(``config/sros2/edge_infer.policy.xml``); security itself is switched on by the environment
+(``ROS_SECURITY_ENABLE=true``, ``ROS_SECURITY_STRATEGY=Enforce``, ``ROS_SECURITY_KEYSTORE``).
 """
 
 from launch import LaunchDescription
@@ -40,6 +45,7 @@ def _nodes(context, *args, **kwargs):
             namespace=n.namespace,  # '' = the root (or an including launch file's PushRosNamespace)
             parameters=parameters,
             remappings=n.remappings,
+            ros_arguments=n.ros_arguments or None,  # --enclave <root>/<node name> with the enclave argument
             additional_env=env,
             output="screen",
             emulate_tty=True,

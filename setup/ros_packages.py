@@ -7,9 +7,15 @@ not these packages, so this script builds them from their unchanged upstream sou
 - vision_msgs, hri_msgs, composition_interfaces: plain cmake with the PyPI rosidl generators, installed into
   the venv prefix (no colcon, nothing to source: the ros wheels' .pth puts $VENV/lib on LD_LIBRARY_PATH);
 - launch, launch_ros: pure Python, `pip install --no-deps --no-build-isolation` (their deps are pinned in
-  requirements-common.txt / the ros wheels).
+  requirements-common.txt / the ros wheels);
+- sros2 (SROS2 keystores, enclaves, permissions from policies; tests generate the permissions of
+  config/sros2/): pure Python like launch, with one line adapted to current `cryptography` (RosPackage.patches,
+  applied to the copy that pip installs); its data files give the ament index what `import sros2` looks up
+  (share/sros2/xml_cache and the resource_index marker in the venv prefix, so AMENT_PREFIX_PATH must hold the
+  venv, as for launch_ros).
 
-Sources: ../shared/ros_interfaces and ../shared/ros_launch next to the checkout (dev machines, CI), else a
+Sources: ../shared/ros_interfaces, ../shared/ros_launch and ../shared/ros_security next to the checkout (dev
+machines, CI), else a
 git clone of upstream at the pinned release (a user's machine), cached under the build dir. A package that
 is already importable from outside the venv (apt ROS sourced) is left alone. Each package has a stamp in the
 venv keyed by its sources, the installed ros-* wheels and this recipe: a re-run with nothing changed does
@@ -50,6 +56,9 @@ class RosPackage:
     branch: str  # fallback: the commit on this branch that set package.xml to `version`
     subdir: str  # the package's folder inside the repository ("" = the root)
     version: str  # package.xml <version> that must be checked out
+    # (file in the package, old text, new text): source edits applied to the copy pip installs; each old text
+    # must occur exactly once in the pinned sources (else setup stops: the upstream changed)
+    patches: tuple[tuple[str, str, str], ...] = ()
 
 
 PACKAGES: tuple[RosPackage, ...] = (
@@ -66,6 +75,11 @@ PACKAGES: tuple[RosPackage, ...] = (
     RosPackage("launch_ros", "pip", "ros_launch/launch_ros",
                "https://github.com/ros2/launch_ros.git", ("62c56e5", "0.26.6"), "jazzy", "launch_ros",
                "0.26.6"),
+    # cryptography >= 42 wants a curve instance where sros2 0.13.0 passes the class: keystore creation fails
+    RosPackage("sros2", "pip", "ros_security/sros2",
+               "https://github.com/ros2/sros2.git", ("e349fcf", "0.13.0"), "jazzy", "sros2", "0.13.0",
+               patches=(("sros2/_utilities.py", "ec.generate_private_key(ec.SECP256R1,",
+                         "ec.generate_private_key(ec.SECP256R1(),"),)),
 )
 
 
@@ -183,6 +197,11 @@ def installed(pkg: RosPackage, venv: Path) -> bool:
     init = site_packages(venv) / pkg.name / "__init__.py"
     if pkg.kind == "cmake":
         return init.is_file() and (venv / "share" / pkg.name / "package.xml").is_file()
+    if pkg.patches:  # the ament index entry it looks itself up by, and the patched lines in the installed copy
+        marker = venv / "share" / "ament_index" / "resource_index" / "packages" / pkg.name
+        return init.is_file() and marker.is_file() and all(
+            (site_packages(venv) / rel).is_file() and new in (site_packages(venv) / rel).read_text(encoding="utf-8")
+            for rel, _old, new in pkg.patches)
     return init.is_file()
 
 
@@ -229,14 +248,26 @@ def build_cmake(pkg: RosPackage, src: Path, venv: Path, build_root: Path, log_fi
     run(["cmake", "--install", str(build)], env=env, log_file=log_file)
 
 
+def apply_patches(pkg: RosPackage, copy: Path) -> None:
+    """Edit the temporary copy as ``pkg.patches`` say; an old text that is absent or not unique stops setup."""
+    for rel, old, new in pkg.patches:
+        path = copy / rel
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if text.count(old) != 1:
+            raise SetupError(f"{pkg.name}: cannot patch {rel}: {old!r} occurs {text.count(old)} times (expected 1) "
+                             f"in the {pkg.version} sources")
+        path.write_text(text.replace(old, new), encoding="utf-8")
+
+
 def install_pip(pkg: RosPackage, src: Path, venv: Path, log_file: Path) -> None:
     """pip-install a pure Python package from a temporary copy (pip builds in the source tree; ../shared
-    stays untouched)."""
+    stays untouched), with the package's patches applied to that copy."""
     with tempfile.TemporaryDirectory(prefix=f"edge_infer_{pkg.name}_") as tmp:
         copy = Path(tmp) / pkg.name
         shutil.copytree(src, copy, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info"))
         for path in copy.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)  # ../shared is read-only; pip writes egg-info here
+        apply_patches(pkg, copy)
         run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
              str(copy)], log_file=log_file)
 
@@ -253,6 +284,8 @@ def ensure(pkg: RosPackage, *, venv: Path, build_root: Path, shared: Path | None
         return f"found outside the venv ({outside}), not built"
     src = source_dir(pkg, shared, build_root / "src")
     key = "\n".join([RECIPE_VERSION, pkg.kind, str(src.resolve()), tree_digest(src), ros_wheels_digest(venv)])
+    if pkg.patches:  # only packages with patches: the other stamps (and builds) stay valid
+        key += "\npatches " + hashlib.sha256(repr(pkg.patches).encode()).hexdigest()
     stamp = stamps / f"{pkg.name}.stamp"
     if stamp.is_file() and stamp.read_text() == key and installed(pkg, venv):
         return "up to date"
@@ -278,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="venv to install into (default: the one running this script)")
     parser.add_argument("--build-dir", type=Path, required=True, help="cmake build trees, logs, fetched sources")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared",
-                        help="folder with ros_interfaces/ and ros_launch/ (default: ../shared)")
+                        help="folder with ros_interfaces/, ros_launch/ and ros_security/ (default: ../shared)")
     parser.add_argument("--only", nargs="*", help="package names (default: all)")
     parser.add_argument("--check", action="store_true", help="build nothing; exit 1 if a package is stale")
     args = parser.parse_args(argv)

@@ -118,10 +118,12 @@ def test_torch_backend_errors(tmp_path, models_dir):
     if importlib.util.find_spec("onnx2torch") is None:
         with pytest.raises(BackendError, match="pip install onnx2torch"):
             create_backend("torch", str(models_dir / "face_mesh.onnx"))
-    # TorchScript files load too
+    # TorchScript files load too, when trusted: loading one runs code stored in it (test_hostile_checkpoints.py)
     ts = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(torch.nn.ReLU()), ts)
-    b = create_backend("torch", str(ts))
+    with pytest.raises(BackendError, match="TorchScript archive.*--trust-checkpoint"):
+        create_backend("torch", str(ts))
+    b = create_backend("torch", str(ts), trust_checkpoint=True)
     assert np.array_equal(b.run({"input": np.array([-1.0, 2.0], np.float32)})["output"], [0.0, 2.0])
 
 
@@ -163,7 +165,7 @@ def test_bundle(fmt, report, models_dir, tmp_path):
     if fmt == "dir":
         (target / "benchmark.json").write_text("{}")
         assert verify_bundle(target) == ["benchmark.json sha256 mismatch"]
-        make_bundle(target, [models_dir / "emotion.onnx"])  # replaces the old directory atomically
+        make_bundle(target, [models_dir / "emotion.onnx"], force=True)  # replaces the previous bundle atomically
         assert sorted(p.name for p in target.iterdir()) == ["emotion.onnx", "manifest.json"]
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle_dir")]
     else:

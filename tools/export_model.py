@@ -3,7 +3,8 @@
 
     tools/export_model.py emotion.pt emotion.onnx --arch mini_xception --input-shape 1x1x64x64 --target jetpack6
 
-Checkpoints load with ``weights_only=True`` (no pickled code runs) unless ``--trust-checkpoint`` is given.
+``.safetensors`` state_dicts load without pickle; torch.save checkpoints load with ``weights_only=True`` (no pickled
+code runs); TorchScript, pickled modules and ``--arch package.module:Class`` need ``--trust-checkpoint``.
 Run it with the Python that has edge_infer installed (the project venv: ``.venv/bin/python tools/export_model.py``).
 """
 

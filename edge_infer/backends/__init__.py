@@ -18,7 +18,8 @@ ONNX_BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch", "auto")
 
 log = logging.getLogger(__name__)
 
-_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severity_level", "provider_options")
+_ORT_OPTIONS = ("providers", "intra_op_threads", "inter_op_threads", "log_severity_level", "provider_options",
+                "session_config")
 _TORCH_OPTIONS = ("threads", "intra_op_threads", "device", "input_names", "output_names", "input_shapes",
                   "architectures", "architecture", "arch_kwargs", "trust_checkpoint")
 _TRT_OPTIONS = ("device", "cuda_graph", "profile_index", "verify_sidecar", "dla_core", "cuda_layer")

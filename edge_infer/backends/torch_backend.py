@@ -3,12 +3,14 @@
 Loads, by file type:
 - ``*.onnx`` through ``onnx2torch`` when that package is installed (the zoo's detector and face mesh exist
   only as ONNX / TFLite; onnx2torch rebuilds them as torch modules so torch can be benchmarked on them);
-- anything else as a checkpoint (:mod:`edge_infer.backends.torch_checkpoint`): TorchScript archives,
-  state_dicts and the project's ``{"model_state_dict", "config": {"architecture": ...}}`` layout (what
-  ``edge-infer zoo fetch`` writes for the emotion model), built into a module from the ``architectures``
-  registry the caller passes (:data:`edge_infer.models.architectures.ARCHITECTURES` for the zoo's models;
-  this runtime layer does not import the model layer). Checkpoints load with ``weights_only=True`` unless
-  ``trust_checkpoint`` (``--trust-checkpoint``) says otherwise.
+- anything else as a checkpoint (:mod:`edge_infer.backends.torch_checkpoint`): ``.safetensors`` state_dicts
+  (no pickle at all), torch.save state_dicts and the project's ``{"model_state_dict", "config":
+  {"architecture": ...}}`` layout (what ``edge-infer zoo fetch`` writes for the emotion model), built into a
+  module from the ``architectures`` registry the caller passes (:data:`edge_infer.models.architectures.
+  ARCHITECTURES` for the zoo's models; this runtime layer does not import the model layer) or the
+  ``architecture`` the user named. torch.save files load weights-only; TorchScript archives, pickled modules
+  and a ``package.module:Class`` architecture need ``trust_checkpoint`` (``--trust-checkpoint``): they run
+  code from the file or the named module.
 torch is imported only when this backend is created.
 """
 
@@ -111,7 +113,7 @@ class TorchBackend(Backend):
                     raise BackendError(f"onnx2torch could not convert {path}: {first} (after constant folding: {e})") from e
             return module, [i.name for i in ins], [o.name for o in model.graph.output], shapes
         module, _ = build_module(load_checkpoint(path, trust=self._trust), self._architectures, self._architecture,
-                                 self._arch_kwargs)
+                                 self._arch_kwargs, trust=self._trust)
         return module, [], [], []
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:

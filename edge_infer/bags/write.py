@@ -21,6 +21,10 @@ from edge_infer.bags import AUDIO_TYPES, COMPRESSED, IMAGE, STORAGES
 DEFAULT_START_NS = 1_700_000_000_000_000_000
 
 
+class BagExistsError(BagError, FileExistsError):
+    """`bag make` never writes into or over an existing path (one error line, not a traceback)."""
+
+
 @dataclass
 class BagSummary:
     path: str
@@ -159,7 +163,7 @@ class BagWriter:
             raise BagError(f"storage {storage} not one of {STORAGES}")
         path = Path(path)
         if path.exists():
-            raise FileExistsError(f"{path} exists (rosbag2 bags are directories; remove it or pick another name)")
+            raise BagExistsError(f"{path} exists (rosbag2 bags are directories; remove it or pick another name)")
         self.path, self.storage, self.version = path, storage, version
         plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
         self.writer = Writer(path, version=version, storage_plugin=plugin)
@@ -217,11 +221,12 @@ def write_image_bag(path: Path, frames: Iterable[np.ndarray], rate_hz: float, *,
     if rate_hz <= 0:
         raise BagError("rate must be > 0")
     period = int(round(1e9 / rate_hz))
+    writer = BagWriter(path, storage, version)  # refuses an existing path before any progress output
     if progress:
         from tqdm import tqdm
 
         frames = tqdm(frames, desc="bag make", unit="frame")
-    with BagWriter(path, storage, version) as w:
+    with writer as w:
         w.add_topic(topic, COMPRESSED if compressed else IMAGE)
         for i, bgr in enumerate(frames):
             t = start_ns + i * period

@@ -93,7 +93,9 @@ def bag_sha256(path: Path) -> str:
     if path.is_file():
         return sha256_file(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    # regular files only, never through a symlink: a bag directory may come from anywhere, and what is hashed is
+    # what the bag holds (its storage files are checked to be plain files inside it when it is read)
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
         h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
     return h.hexdigest()
 

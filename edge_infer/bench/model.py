@@ -71,6 +71,7 @@ class ModelBenchConfig:
     engine_build: str = "auto"
     engines: dict[str, str] = field(default_factory=dict)  # model -> prebuilt engine
     torch_models: dict[str, str] = field(default_factory=dict)  # model -> TorchScript / checkpoint / onnx
+    trust_checkpoint: bool = False  # TorchScript / pickled modules run code from the file: the user opts in
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # generic models: input -> shape (batch 1)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,18 +89,20 @@ def _open(backend: str, model: str, onnx_path: Path, models_dir: Path, spec: Any
         src = config.torch_models.get(model)
         note = "torch model given on the command line"
         if not src and spec is not None and spec.extra.get("checkpoint"):
-            ckpt = Path(models_dir) / spec.extra["checkpoint"]
-            if ckpt.is_file():
+            ckpt = spec.checkpoint_path(Path(models_dir))
+            if ckpt is not None and ckpt.is_file():
                 src, note = str(ckpt), f"{ckpt.name} (edge_infer's torch {spec.extra.get('checkpoint')} module)"
         if not src:
             if importlib.util.find_spec("onnx2torch") is None:
                 raise _Skip(f"no torch source for {model}: the zoo ships it as ONNX only. Pass --torch-model "
-                           f"{model}=FILE (TorchScript) or `pip install onnx2torch` to benchmark torch on the ONNX graph")
+                           f"{model}=FILE (.safetensors + its registry architecture, or TorchScript with "
+                           "--trust-checkpoint) or `pip install onnx2torch` to benchmark torch on the ONNX graph")
             src, note = str(onnx_path), "the ONNX graph converted to torch by onnx2torch"
         from edge_infer.models.architectures import ARCHITECTURES
 
         try:
             b = create_backend("torch", src, threads=config.threads, architectures=ARCHITECTURES,
+                               trust_checkpoint=config.trust_checkpoint,
                                input_names=reference.input_names, output_names=reference.output_names,
                                input_shapes=[t.shape for t in reference.inputs])
         except BackendError as e:

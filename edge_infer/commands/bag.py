@@ -99,8 +99,10 @@ def _play(args: argparse.Namespace) -> int:
                       remap=remap, qos=None if args.qos == "bag" else args.qos,
                       wait_for_subscribers_s=args.wait_subscribers, progress=not args.json)
     d = stats.as_dict()
+    skipped = sum(d["undecodable"].values())
     emit(args, {"ok": True, **d}, f"published {d['published']} messages in {d['wall_s']:.2f} s "
-                                  f"({d['rate_hz']:.1f} msg/s; bag span {d['bag_s']:.2f} s, loops {d['loops']})")
+                                  f"({d['rate_hz']:.1f} msg/s; bag span {d['bag_s']:.2f} s, loops {d['loops']})"
+                                  + (f"; {skipped} undecodable messages not published" if skipped else ""))
     return 0
 
 

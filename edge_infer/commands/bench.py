@@ -28,7 +28,9 @@ def _register_model(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="TensorRT engine precision")
     p.add_argument("--engine", action="append", default=[], metavar="MODEL=PATH", help="use a prebuilt engine")
     p.add_argument("--torch-model", action="append", default=[], metavar="MODEL=PATH",
-                   help="TorchScript / checkpoint for the torch column")
+                   help="checkpoint (.safetensors preferred) or TorchScript for the torch column")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="--torch-model: allow TorchScript / pickled modules (runs code stored in the file)")
     p.add_argument("--engine-dir", help="engine cache directory (default: <models dir>/engines)")
     p.add_argument("--out", default="bench_out", help="output directory for benchmark.json and benchmark.png")
     add_models_dir(p)
@@ -58,6 +60,7 @@ def _model(args: argparse.Namespace) -> int:
         warmup=args.warmup, runs=args.runs, max_seconds=args.max_seconds, resolution=(w, h), threads=args.threads,
         precision=args.precision, engine_dir=args.engine_dir or str(mdir / "engines"),
         engines=_pairs(args.engine, "--engine"), torch_models=_pairs(args.torch_model, "--torch-model"),
+        trust_checkpoint=args.trust_checkpoint,
     )
     report = run_benchmark(mdir, args.models, config, Path(args.out), echo=(lambda s: None) if args.json else print)
     emit(args, report, summary_table(report) + f"\nwrote {report['files']['json']} and {report['files']['plot']}")

@@ -9,7 +9,11 @@ from edge_infer.commands import emit, add_json, add_models_dir, models_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build TensorRT engines (fp32/fp16/int8-QDQ) with profiles, timing cache, DLA")
+    p = sub.add_parser("build", help="build TensorRT engines (fp32/fp16/int8-QDQ) with profiles, timing cache, DLA",
+                       epilog="Engine signing: with EDGE_INFER_ENGINE_KEY_FILE (a key file, chmod 600) or "
+                              "EDGE_INFER_ENGINE_KEY set, each engine gets <engine>.hmac (HMAC-SHA256 over the engine "
+                              "and its sidecar), and the runtime and `inspect` load only engines whose tag verifies. "
+                              "An existing file at the engine path that edge-infer did not write is never replaced.")
     p.add_argument("model", nargs="?", help="zoo model name (config/models.yaml) or path to an .onnx")
     p.add_argument("--all", action="store_true", help="build every model of the zoo (the robot-side convert-all)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",

@@ -1,4 +1,5 @@
-"""`edge-infer export`: PyTorch checkpoint -> ONNX (legacy exporter, opset by --target)."""
+"""`edge-infer export`: PyTorch checkpoint (.safetensors preferred, or torch.save) -> ONNX (legacy exporter,
+opset by --target)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ def add_target(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="PyTorch checkpoint -> ONNX")
-    p.add_argument("checkpoint", help="state_dict, {'state_dict'}, {'model_state_dict','config'} or TorchScript file")
+    p = sub.add_parser("export", help="PyTorch checkpoint (.safetensors or torch.save) -> ONNX")
+    p.add_argument("checkpoint", help=".safetensors state_dict (preferred: no pickle), or a torch.save state_dict, "
+                                      "{'state_dict'} or {'model_state_dict','config'} (weights-only); TorchScript "
+                                      "and pickled modules need --trust-checkpoint")
     p.add_argument("output", help="ONNX file to write")
-    p.add_argument("--arch", help="registry name (e.g. mini_xception) or package.module:Class")
+    p.add_argument("--arch", help="registry name (e.g. mini_xception; default: the registry entry the file names), "
+                                  "or package.module:Class together with --trust-checkpoint")
     p.add_argument("--kwargs", default="{}", help="constructor kwargs as JSON, e.g. '{\"num_classes\": 7}'")
     p.add_argument("--input-shape", action="append", help="per input, e.g. 1x1x64x64 (repeat for several inputs)")
     p.add_argument("--input-names", help="comma separated")
@@ -26,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--static-batch", action="store_true", help="no dynamic batch axis")
     p.add_argument("--no-constant-folding", action="store_true")
     p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow pickle code execution when loading (only for checkpoints you trust)")
+                   help="allow running code: pickles beyond weights, TorchScript, --arch package.module:Class "
+                        "(only for files you trust; prefer .safetensors)")
     add_json(p)
     p.set_defaults(func=_run)
 

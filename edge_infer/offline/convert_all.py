@@ -97,7 +97,7 @@ def convert_model(spec, models_dir: Path, deploy: Path, steps: _Steps, target: s
     raw = out_dir / f".{name}.raw.onnx"
     entry: dict[str, Any] = {"task": spec.task, "licence": spec.licence, "non_commercial": spec.non_commercial,
                              "source": f"{spec.source.requirement}:{spec.source.member}", "files": {}, "errors": {}}
-    ckpt = models_dir / spec.extra["checkpoint"] if spec.extra.get("checkpoint") else None
+    ckpt = spec.checkpoint_path(models_dir)
     # 1. export (torch checkpoint) / import (converted zoo ONNX: TFLite and friends) -> raw ONNX
     if ckpt is not None and ckpt.is_file():
         res = steps.run(f"{name}/export", [ckpt], {"target": tgt}, [raw],

@@ -1,4 +1,4 @@
-"""PyTorch checkpoint -> ONNX with the legacy TorchScript exporter (dynamo=False).
+"""PyTorch checkpoint (.safetensors or torch.save) -> ONNX with the legacy TorchScript exporter (dynamo=False).
 
 Why legacy: torch 2.13's default dynamo exporter needs onnxscript and may split weights into a
 ``.onnx.data`` side file, which TensorRT's trtexec and copy-one-file deploys trip over; the legacy exporter
@@ -54,7 +54,12 @@ def export_checkpoint(
     constant_folding: bool = True,
     trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Export and check; returns path, size, opset, I/O signature, sha256, architecture."""
+    """Export and check; returns path, size, opset, I/O signature, sha256, architecture.
+
+    ``checkpoint``: a ``.safetensors`` state_dict (preferred: no pickle), a torch.save file (weights-only) or,
+    with ``trust_checkpoint``, a TorchScript archive / pickled module. The architecture is ``architecture``
+    (a registry name, or ``package.module:Class`` with ``trust_checkpoint``) or the registry entry the file names.
+    """
     import torch
 
     from edge_infer.models.architectures import ARCHITECTURES
@@ -63,7 +68,7 @@ def export_checkpoint(
     tgt = get_target(target)
     opset = int(opset or tgt.opset)
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
-    model, arch = build_module(ckpt, ARCHITECTURES, architecture, kwargs)
+    model, arch = build_module(ckpt, ARCHITECTURES, architecture, kwargs, trust=trust_checkpoint)
     defaults = arch_io(arch)
     shapes = [list(s) for s in (input_shapes or defaults.get("input_shapes") or [])]
     if not shapes:

@@ -126,8 +126,8 @@ def _torch_vs_ort(models_dir: Path, model: str, device: str = "cuda") -> tuple[s
 
     spec = load_zoo().model(model)
     onnx_path = spec.path(models_dir)
-    ckpt = spec.extra.get("checkpoint")
-    source = models_dir / ckpt if ckpt and (models_dir / ckpt).is_file() else onnx_path
+    ckpt = spec.checkpoint_path(models_dir)
+    source = ckpt if ckpt and ckpt.is_file() else onnx_path
     ort_be = create_backend("onnxruntime", str(onnx_path))
     torch_be = None
     worst = 0.0
@@ -207,5 +207,5 @@ def _torch_source_ok(models_dir: Path, model: str) -> bool:
 
     from edge_infer.models.spec import load_zoo
 
-    ckpt = load_zoo().model(model).extra.get("checkpoint")
-    return bool(ckpt and (models_dir / ckpt).is_file()) or importlib.util.find_spec("onnx2torch") is not None
+    ckpt = load_zoo().model(model).checkpoint_path(models_dir)
+    return bool(ckpt and ckpt.is_file()) or importlib.util.find_spec("onnx2torch") is not None

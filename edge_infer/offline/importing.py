@@ -40,7 +40,9 @@ def import_model(source: str | Path, output: str | Path, names: str | None = Non
         try:
             keras_h5_to_onnx(source, output, checkpoint_path=checkpoint, opset=opset_version or get_target(target).opset)
         except (KerasH5Error, FileNotFoundError) as e:
-            raise OfflineError(str(e)) from None
+            msg = str(e)  # some of the reader's messages name a layer but not the file: the user needs both
+            raise OfflineError(msg if str(source) in msg else f"{source}: {msg} (only fer's mini-Xception h5 is "
+                               "rebuilt; other Keras models are not supported)") from None
         kind = "keras_h5"
     else:
         raise OfflineError(f"{source}: cannot import '{suffix}' files (supported: .tflite, .h5/.hdf5; "

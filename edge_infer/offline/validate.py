@@ -2,7 +2,8 @@
 
 The model and its reference both run as :class:`~edge_infer.backends.Backend`s, the reference chosen by file
 type (:data:`REFERENCE_KINDS`): another ONNX file (variants, sanitized), a torch checkpoint (exported models;
-``weights_only`` unless trusted), the original Keras h5 (Keras 3 itself, independent of our torch rebuild)
+``.safetensors`` without pickle, torch.save files weights-only, TorchScript only when trusted), the original
+Keras h5 (Keras 3 itself, independent of our torch rebuild)
 or the original TFLite (LiteRT itself). Inputs are real (:mod:`edge_infer.offline.inputs`) and the outputs
 are judged by :mod:`edge_infer.offline.compare` at the chosen level (exact / fp32 / fp16 / int8).
 """
@@ -16,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_infer.backends import Backend, create_backend
+from edge_infer.backends.onnxruntime_backend import DISABLE_QDQ_FUSION, cpu_int8_saturates
 from edge_infer.errors import OfflineError, require_file
 from edge_infer.fileio import atomic_write_json, sha256_file
 from edge_infer.offline.compare import compare
@@ -27,17 +29,28 @@ REPORT_VERSION = 1
 #: reference file suffix -> backend kind
 REFERENCE_KINDS: dict[str, str] = {
     ".onnx": "onnxruntime",
-    **{s: "torch" for s in (".pt", ".pth", ".ckpt", ".tar", ".bin", ".ts", ".torchscript")},
+    **{s: "torch" for s in (".safetensors", ".pt", ".pth", ".ckpt", ".tar", ".bin", ".ts", ".torchscript")},
     **{s: "keras" for s in (".h5", ".hdf5", ".keras")},
     ".tflite": "litert",
 }
 _QUIET_ORT = {"log_severity_level": 3}  # errors only: the report is the output
 
 
-def open_onnx(path: str | Path, what: str = "ONNX model") -> Backend:
+def open_onnx(path: str | Path, what: str = "ONNX model", session_config: Mapping[str, str] | None = None) -> Backend:
     """ONNX Runtime (CPU) on ``path``, after a readable check of the file (truncated files say so)."""
     load_onnx(require_file(path, what), check=False)
-    return create_backend("onnxruntime", str(path), **_QUIET_ORT)
+    extra = {"session_config": dict(session_config)} if session_config else {}
+    return create_backend("onnxruntime", str(path), **_QUIET_ORT, **extra)
+
+
+def int8_execution(level: str) -> tuple[str, Mapping[str, str] | None]:
+    """How an int8 model is run for validation: ONNX Runtime's int8 kernels, or, on a CPU where those saturate
+    (:func:`cpu_int8_saturates`), the QDQ graph unfused (fake-quant: the same int8 rounding, float accumulation,
+    as TensorRT and VNNI CPUs compute it). Said in the report, so a verdict never hides which one ran."""
+    if level != "int8" or not cpu_int8_saturates():
+        return "onnxruntime int8 kernels", None
+    return ("fake-quant (QDQ unfused): this CPU has AVX2 without VNNI, where ONNX Runtime's int8 kernels "
+            "saturate"), DISABLE_QDQ_FUSION
 
 
 def open_reference(path: Path, model: Backend, architecture: str | None = None,
@@ -127,7 +140,8 @@ def validate(
     t0 = time.perf_counter()
     model, reference = require_file(model, "ONNX model"), require_file(reference, "reference model")
     models_dir = Path(models_dir) if models_dir else default_models_dir()
-    test_be = open_onnx(model)
+    execution, session_config = int8_execution(level)
+    test_be = open_onnx(model, session_config=session_config)
     ref_be, ref_kind = open_reference(reference, test_be, architecture, trust_checkpoint)
     try:
         in_names, out_names = test_be.input_names, test_be.output_names
@@ -154,7 +168,7 @@ def validate(
         "schema": REPORT_SCHEMA, "version": REPORT_VERSION,
         "model": str(model), "model_sha256": sha256_file(model),
         "reference": str(reference), "reference_kind": ref_kind, "reference_sha256": sha256_file(reference),
-        "task": task, "level": level,
+        "task": task, "level": level, **({"int8_execution": execution} if level == "int8" else {}),
         "inputs": {"source": inputs.source, "samples": inputs.count, "batches": len(inputs.feeds), "real": inputs.real},
         "outputs": judged["outputs"], "metrics": judged["metrics"], "checks": judged["checks"],
         "verdict": judged["verdict"],

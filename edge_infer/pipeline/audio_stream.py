@@ -12,6 +12,13 @@ Everything a ROS audio topic can throw at a consumer is handled here, once, with
   as a discontinuity so the models can reset;
 - bad input (NaN/inf, clipping, odd byte counts, partial frames, wrong dtype, undecodable data) is repaired
   or dropped and *counted* in :class:`AudioStreamCounters`; :meth:`AudioStream.push` never raises.
+
+A chunk comes from anyone on the DDS domain, and some messages carry their own rate and channel count, so
+nothing is allocated from a size the sender chose before it is bounded: samples per chunk
+(``max_chunk_samples``), the sample rate (:data:`MIN_SAMPLE_RATE`..:data:`MAX_SAMPLE_RATE`, and a resampler
+filter of at most :data:`MAX_FILTER_TAPS`: a rate like 383999 Hz shares no factor with 16 kHz and would need
+a 16000-phase filter of 1 GB), channels (:data:`MAX_CHANNELS`) and zero-filled gaps (``max_gap_fill_s``).
+A dropped chunk is counted by reason (``bad_reasons``; the audio node reports them as ``bad_<reason>``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,48 @@ from typing import Any
 
 import numpy as np
 
+from edge_infer.errors import EdgeInferError
+
 TARGET_RATE = 16000
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # what an input may declare (the node's sample_rate range)
+MAX_CHANNELS = 32  # interleaved channels an input may declare (the node's channels range)
+#: phases x taps of the resampler's filter table (8 MB of float64). Every usual rate needs far less (44.1 kHz:
+#: 160 x 94; 47952 Hz: 1000 x 96); a rate that shares no factor with 16 kHz needs 16000 phases
+MAX_FILTER_TAPS = 1 << 20
+#: default bound on the values (samples of all channels) of one chunk: 65 s of 16 kHz mono, 2.7 s of 48 kHz
+#: with 8 channels; a microphone sends 10-100 ms per message. The upper bound of ``max_chunk_samples``
+MAX_CHUNK_SAMPLES, CHUNK_SAMPLES_CEILING = 1 << 20, 1 << 26
+MAX_GAP_FILL_S = 10.0  # the largest max_gap_fill_s a config may choose (the zero-fill is allocated)
+_OUTPUT_BLOCK = 4096  # resampler outputs computed per gather (bounds the index arrays of the 44.1 kHz path)
+
+
+class BadChunk(EdgeInferError, ValueError):
+    """A chunk the stream refuses before allocating for it; ``reason`` is a short stable key counted in
+    diagnostics as ``bad_<reason>`` (like :class:`edge_infer.pipeline.frames.BadFrame`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def check_sample_rate(rate: int) -> int:
+    """``rate`` if a stream may take it: within the bounds and with a resampler filter of bounded size."""
+    rate = int(rate)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise BadChunk("sample_rate", f"{rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+    taps = StreamingResampler.filter_size(rate, TARGET_RATE)
+    if taps > MAX_FILTER_TAPS:
+        raise BadChunk("sample_rate", f"{rate} Hz shares too small a factor with {TARGET_RATE} Hz: its resampling "
+                                      f"filter would have {taps} entries (at most {MAX_FILTER_TAPS}; usual rates "
+                                      f"such as 44100 or 48000 need under 20000)")
+    return rate
+
+
+def check_channels(channels: int) -> int:
+    channels = int(channels)
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadChunk("channels", f"{channels} channels is outside [1, {MAX_CHANNELS}]")
+    return channels
 
 # name -> (numpy dtype, full scale, offset); bytes decode as (raw - offset) / full_scale
 _FORMATS: dict[str, tuple[str, float, float]] = {
@@ -77,12 +125,13 @@ class StreamingResampler:
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
         self.in_rate, self.out_rate = int(in_rate), int(out_rate)
-        g = math.gcd(self.in_rate, self.out_rate)
-        self.up, self.down = self.out_rate // g, self.in_rate // g  # output n <-> input n*down/up
+        self.up, self.down, fc, span, taps = self._geometry(self.in_rate, self.out_rate, half_width, rolloff)
         self.passthrough = self.up == self.down
+        if taps > MAX_FILTER_TAPS:  # the table and its temporaries would be allocated below
+            raise BadChunk("sample_rate", f"{self.in_rate} -> {self.out_rate} Hz needs a resampling filter of "
+                                          f"{taps} entries (at most {MAX_FILTER_TAPS}): the rates share too small "
+                                          f"a factor")
         if not self.passthrough:
-            fc = 0.5 * min(1.0, self.up / self.down) * rolloff  # cutoff in cycles per input sample
-            span = half_width / (2.0 * fc)  # filter half length in input samples
             self._kh = int(math.ceil(span))
             ks = np.arange(-(self._kh - 1), self._kh + 1)  # input offsets relative to floor(t)
             frac = np.arange(self.up)[:, None] / self.up
@@ -92,6 +141,23 @@ class StreamingResampler:
             self._table = table / table.sum(axis=1, keepdims=True)  # unity DC gain in every phase
             self._offsets = ks
         self.reset()
+
+    @staticmethod
+    def _geometry(in_rate: int, out_rate: int, half_width: int = 16,
+                  rolloff: float = 0.94) -> tuple[int, int, float, float, int]:
+        """(phases up, input step down, cutoff in cycles per input sample, filter half length in input samples,
+        entries of the filter table; 0 for passthrough): output n <-> input n*down/up."""
+        g = math.gcd(in_rate, out_rate)
+        up, down = out_rate // g, in_rate // g
+        fc = 0.5 * min(1.0, up / down) * rolloff
+        span = half_width / (2.0 * fc)
+        return up, down, fc, span, 0 if up == down else up * 2 * int(math.ceil(span))
+
+    @classmethod
+    def filter_size(cls, in_rate: int, out_rate: int = TARGET_RATE) -> int:
+        """Entries of the filter table the resampler for this pair of rates builds (0 for passthrough):
+        computed without building it, so a rate can be refused before anything is allocated."""
+        return cls._geometry(int(in_rate), int(out_rate))[4]
 
     @property
     def latency_in_samples(self) -> int:
@@ -119,9 +185,12 @@ class StreamingResampler:
             for p in range(min(self.up, ns.size)):
                 sel = slice(p, None, self.up)  # outputs n0+p, n0+p+up, ... share one phase
                 y[sel] = windows[first[sel]] @ self._table[phase[p]]
-        else:  # 44.1 kHz family (up = 160, 320, 640): gather per output
-            idx = first[:, None] + np.arange(self._table.shape[1])[None, :]
-            y = np.einsum("ij,ij->i", self._buf[idx], self._table[phase])
+        else:  # 44.1 kHz family (up = 160, 320, 640): gather per output, in blocks (bounded index arrays)
+            y = np.empty(ns.size, dtype=np.float64)
+            taps = np.arange(self._table.shape[1])[None, :]
+            for a in range(0, ns.size, _OUTPUT_BLOCK):
+                b = a + _OUTPUT_BLOCK
+                y[a:b] = np.einsum("ij,ij->i", self._buf[first[a:b, None] + taps], self._table[phase[a:b]])
         self.n_out = last_n + 1
         # keep only what the next output needs
         nxt = (self.n_out * self.down) // self.up - (self._kh - 1) - self._buf_start
@@ -173,15 +242,19 @@ class StreamConfig:
     gap_tolerance_s: float = 0.1  # stamp jump beyond the expected continuation that counts as a gap
     max_gap_fill_s: float = 1.0  # gaps up to this are zero-filled; longer ones are discontinuities
     partial_frames: str = "carry"  # "carry" a split sample/frame into the next chunk, or "drop" it
+    max_chunk_samples: int = MAX_CHUNK_SAMPLES  # values (all channels) of one chunk; larger ones are dropped
 
     def __post_init__(self) -> None:
         self.sample_format = normalize_sample_format(self.sample_format)
-        if int(self.channels) < 1:
-            raise ValueError(f"channels must be >= 1, got {self.channels}")
-        if int(self.sample_rate) <= 0:
-            raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
+        check_channels(self.channels)
+        check_sample_rate(self.sample_rate)
         if self.partial_frames not in ("carry", "drop"):
             raise ValueError("partial_frames must be 'carry' or 'drop'")
+        if not 0.0 <= float(self.max_gap_fill_s) <= MAX_GAP_FILL_S:
+            raise ValueError(f"max_gap_fill_s must be in [0, {MAX_GAP_FILL_S:g}], got {self.max_gap_fill_s}")
+        if not 1 <= int(self.max_chunk_samples) <= CHUNK_SAMPLES_CEILING:
+            raise ValueError(f"max_chunk_samples must be in [1, {CHUNK_SAMPLES_CEILING}], "
+                             f"got {self.max_chunk_samples}")
 
 
 @dataclass
@@ -190,7 +263,8 @@ class AudioStreamCounters:
 
     chunks: int = 0
     empty_chunks: int = 0
-    bad_chunks: int = 0  # dropped entirely (undecodable / wrong type)
+    bad_chunks: int = 0  # dropped entirely (undecodable / wrong type / over a bound)
+    bad_reasons: dict[str, int] = field(default_factory=dict)  # reason -> dropped chunks (bad_chunks by reason)
     lost_chunks: int = 0  # never arrived: the transport reported them lost (counted by the ROS node)
     input_samples: int = 0  # input frames (all channels of one instant = one frame)
     output_samples: int = 0  # 16 kHz samples produced (incl. zero-filled gaps)
@@ -208,6 +282,12 @@ class AudioStreamCounters:
     discontinuities: int = 0
     stamp_backwards: int = 0
     last_issue: str = ""
+
+    def count_bad(self, reason: str, issue: str) -> None:
+        """One chunk dropped for ``reason`` (e.g. ``too_large``, ``sample_rate``, ``undecodable``)."""
+        self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
+        self.bad_chunks += 1
+        self.last_issue = issue
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -239,8 +319,8 @@ class AudioStream:
             cfg = StreamConfig(**{**asdict(cfg), **overrides})
         self.config = cfg
         self.stats = AudioStreamCounters()
-        self._rate = int(cfg.sample_rate)
-        self._channels = int(cfg.channels)
+        self._rate = check_sample_rate(cfg.sample_rate)
+        self._channels = check_channels(cfg.channels)
         self._resampler = StreamingResampler(self._rate, TARGET_RATE)
         self._origin = 0  # stream sample of the current resampler's input index 0
         self._byte_carry = b""
@@ -284,8 +364,9 @@ class AudioStream:
         try:
             return self._push(data, stamp, sample_rate, channels, sample_format, issues)
         except Exception as e:  # noqa: BLE001 - the pipeline must survive any input
-            st.bad_chunks += 1
-            self._note(issues, f"dropped chunk: {type(e).__name__}: {e}")
+            issue = f"dropped chunk: {type(e).__name__}: {e}"
+            issues.append(issue)
+            st.count_bad(e.reason if isinstance(e, BadChunk) else "undecodable", issue)
             return StreamChunk(np.zeros(0, dtype=np.float32), start, False, issues)
         finally:
             # counted last: a reader on another thread (diagnostics, a test) that sees the chunk
@@ -308,9 +389,11 @@ class AudioStream:
               sample_format: str | None, issues: list[str]) -> StreamChunk:
         st, cfg = self.stats, self.config
         fmt = normalize_sample_format(sample_format) if sample_format else cfg.sample_format
-        ch = int(channels) if channels else self._channels
-        if ch < 1:
-            raise ValueError(f"channels must be >= 1, got {ch}")
+        ch = check_channels(channels) if channels else self._channels
+        new_rate = check_sample_rate(sample_rate) if sample_rate and int(sample_rate) != self._rate else None
+        if stamp is not None and not math.isfinite(float(stamp)):
+            raise BadChunk("stamp", f"stamp {stamp}")
+        self._check_size(data, fmt)
         discontinuity = False
         head: list[np.ndarray] = []  # samples that precede this chunk's own (resampler tail, gap fill)
         pre = self.position
@@ -319,12 +402,10 @@ class AudioStream:
             self._note(issues, f"channel count changed {self._channels} -> {ch}")
             self._channels = ch
             self._sample_carry = np.zeros(0)
-        if sample_rate and int(sample_rate) != self._rate:
-            if int(sample_rate) <= 0:
-                raise ValueError(f"bad sample rate {sample_rate}")
+        if new_rate is not None:
             st.rate_changes += 1
-            self._note(issues, f"sample rate changed {self._rate} -> {int(sample_rate)}")
-            head.append(self._restart_resampler(int(sample_rate)))
+            self._note(issues, f"sample rate changed {self._rate} -> {new_rate}")
+            head.append(self._restart_resampler(new_rate))
 
         # gap detection from message stamps; decided before decoding so a discontinuity also drops a
         # partial sample carried over from before it, applied after decoding so a bad chunk changes nothing
@@ -358,12 +439,27 @@ class AudioStream:
         st.output_samples += y.size
         return StreamChunk(y, pre, discontinuity, issues)
 
+    def _check_size(self, data: Any, fmt: str) -> None:
+        """Refuse a chunk of more than ``max_chunk_samples`` values before any conversion copies it (decoding
+        makes float64 copies: 4x an int16 message). Arrays are sized without copying; bytes by sample width."""
+        limit = int(self.config.max_chunk_samples)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            n = memoryview(data).nbytes // sample_format_width(fmt)
+        elif isinstance(data, np.ndarray):  # uint8 / void arrays are raw bytes in `fmt` (see _decode)
+            raw = data.dtype == np.uint8 or data.dtype.kind == "V"
+            n = data.nbytes // sample_format_width(fmt) if raw else data.size
+        else:
+            n = len(data) if hasattr(data, "__len__") and not isinstance(data, (str, dict)) else 0
+        if n > limit:
+            raise BadChunk("too_large", f"{n} samples in one chunk (at most {limit}, parameter max_chunk_samples)")
+
     def _restart_resampler(self, rate: int) -> np.ndarray:
         """Finish the old rate (its held-back tail is returned), continue the stream at the new rate."""
+        fresh = StreamingResampler(rate, TARGET_RATE)  # first: if it cannot be built, nothing has changed
         tail = self._resampler.flush()
         self._origin += self._resampler.n_out
         self._rate = rate
-        self._resampler = StreamingResampler(rate, TARGET_RATE)
+        self._resampler = fresh
         self._prev_stamp = None  # the previous chunk's duration no longer predicts the next stamp
         return tail
 
@@ -468,7 +564,8 @@ class AudioStream:
             v = np.where(v >= 1 << 23, v - (1 << 24), v)
         else:
             v = np.frombuffer(raw, dtype=np.dtype(dt))
-        x = (v.astype(np.float64) - offset) / full_scale
+        with np.errstate(invalid="ignore"):  # signalling NaNs in float bytes: replaced by 0 just below
+            x = (v.astype(np.float64) - offset) / full_scale
         if dt.endswith(("f4", "f8")):
             return self._clip_floats(self._finite(x, issues), issues)
         self._count_saturation(x, full_scale, issues)

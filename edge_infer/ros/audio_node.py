@@ -8,7 +8,6 @@ publish audio in many shapes; audio_common_msgs is imported by type string so it
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,16 @@ from edge_infer.pipeline.audio_pipeline import (AudioPipeline, AudioPipelineConf
 from edge_infer.pipeline.stream_health import OK, WARN
 from edge_infer.ros.diagnostics import status_array
 from edge_infer.ros.input_qos import InputSubscription
+from edge_infer.ros.message_types import message_class
 from edge_infer.ros.output_publisher import output_publisher
 from edge_infer.ros.param_table import AUDIO_NODE, AUDIO_PARAMS, audio_config, stream_config
 from edge_infer.ros.pipeline_node import PipelineNode
 
 
 def import_message(type_string: str):
-    """'pkg/msg/Type' -> the message class, with an error that says which package to install."""
-    try:
-        pkg, kind, name = type_string.split("/")
-        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
-    except ValueError:
-        raise ConfigError(f"message_type must look like 'pkg/msg/Type', got {type_string!r}") from None
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"message type {type_string} is not available ({e}); install it, e.g. "
-                           f"sudo apt install ros-$ROS_DISTRO-{type_string.split('/')[0].replace('_', '-')}") from e
+    """The ``message_type`` parameter -> the message class; only installed ROS interface packages are imported
+    (the parameter is settable from the DDS domain: :mod:`edge_infer.ros.message_types`)."""
+    return message_class(type_string, ConfigError)
 
 
 # PortAudio sample formats, as mgonzs13's audio_common_msgs/AudioInfo.format carries them
@@ -168,7 +162,7 @@ class AudioNode(PipelineNode):
         try:
             data, stamp, fmt = audio_payload(msg, self.type_string)
         except Exception as e:  # wrong layout: count, log once, keep going
-            self.pipeline.stream.stats.bad_chunks += 1
+            self.pipeline.stream.stats.count_bad("layout", f"bad audio message: {type(e).__name__}: {e}")
             self.get_logger().warning(f"bad audio message: {type(e).__name__}: {e}", throttle_duration_sec=5.0)
             return
         if hasattr(msg, "header"):
@@ -225,6 +219,8 @@ class AudioNode(PipelineNode):
         for k in ("chunks", "lost_chunks", "bad_chunks", "gaps", "gap_seconds", "nonfinite_samples", "clipped_samples",
                   "partial_frame_chunks", "dtype_mismatches", "rate_changes", "discontinuities"):
             values[k] = st[k]
+        for reason, n in sorted(st["bad_reasons"].items()):  # bad_chunks by reason, as the face node reports
+            values[f"bad_{reason}"] = n
         for model, ms in diag["latency_ms_per_inference"].items():
             values[f"{model}_ms"] = ms
         chunks, lost = st["chunks"] - self._period_counts[0], st["lost_chunks"] - self._period_counts[1]

@@ -2,41 +2,49 @@
 as fast as possible, optionally looping. Messages are published as the recorded CDR bytes (rclpy's
 ``Publisher.publish`` accepts serialized bytes), so any type whose Python package is installed plays without
 decoding. QoS follows the bag's offered QoS (best effort for camera topics, as recorded) unless overridden.
+
+The bag is read through :mod:`edge_infer.bags.read` (checked metadata, one BagError for a damaged bag).
+Messages whose CDR does not decode as their type are not published: they are counted per topic in
+``PlayStats.undecodable`` and logged once (subscribers would drop them anyway: rmw cannot deserialize them).
+A type name from the bag is imported only when it names an installed ROS interface package: importing
+``<pkg>.msg`` runs ``<pkg>/__init__.py``, and a bag must not choose which installed module gets imported.
 """
 
 from __future__ import annotations
 
-from edge_infer.errors import ConfigError
-import importlib
+from edge_infer.errors import BagError, ConfigError
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_infer.bags.read import RawMessage, load_raw
-
+from edge_infer.ros import message_types
+from edge_infer.bags.read import Loaded, RawMessage, load_checked, read_metadata
 
 def message_class(msgtype: str):
-    """``pkg/msg/Type`` -> the rclpy message class (needs the message package installed)."""
-    pkg, kind, name = msgtype.split("/")
-    try:
-        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
-    except (ImportError, AttributeError) as e:
-        raise ImportError(f"message type {msgtype} is not installed (python package {pkg})") from e
+    """``pkg/msg/Type`` -> the rclpy message class (:mod:`edge_infer.ros.message_types`); BagError otherwise."""
+    return message_types.message_class(msgtype, BagError, "install it, or play only other --topics")
+
+
+def _reliabilities(profiles: object) -> list:
+    import yaml
+
+    if isinstance(profiles, str):  # v8 and older: a YAML document inside the YAML
+        try:
+            profiles = yaml.safe_load(profiles)
+        except (yaml.YAMLError, RecursionError):
+            profiles = None
+    return [p.get("reliability") for p in profiles if isinstance(p, dict)] if isinstance(profiles, list) else []
 
 
 def bag_qos(path: Path) -> dict[str, str]:
-    """Per-topic 'best_effort' / 'reliable' from the bag's offered QoS (v8 string or v9 list metadata)."""
-    import yaml
-
-    meta = yaml.safe_load((Path(path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    """Per-topic 'best_effort' / 'reliable' from the bag's offered QoS (v8 string or v9 list metadata); a bare
+    storage file or unreadable QoS gives 'reliable'."""
+    meta = read_metadata(path) or {}
     out = {}
     for t in meta.get("topics_with_message_count", []):
-        tm = t["topic_metadata"]
-        q = tm.get("offered_qos_profiles") or []
-        if isinstance(q, str):
-            q = yaml.safe_load(q) or []
-        rel = [p.get("reliability") for p in q if isinstance(p, dict)]
+        tm = t["topic_metadata"]  # read_metadata checked the structure
+        rel = _reliabilities(tm.get("offered_qos_profiles"))
         out[tm["name"]] = "best_effort" if any(r in (2, "best_effort") for r in rel) else "reliable"
     return out
 
@@ -57,6 +65,7 @@ class PlayStats:
     wall_s: float = 0.0
     bag_s: float = 0.0
     per_topic: dict[str, int] = field(default_factory=dict)
+    undecodable: dict[str, int] = field(default_factory=dict)  # per topic: CDR that does not decode, not published
 
     @property
     def rate_hz(self) -> float:
@@ -78,24 +87,40 @@ def schedule(messages: list[RawMessage], rate: float | None) -> list[float]:
     return [(m.t_ns - t0) / 1e9 / rate for m in messages]
 
 
+def playable(path: Path, topics: list[str] | None = None) -> Loaded:
+    """The bag's messages that can be published (see the module docstring); BagError for a damaged bag, a bag
+    where nothing decodes, or a type that is not installed, all before any publisher exists."""
+    loaded = load_checked(path, topics)
+    if not loaded.messages and loaded.undecodable:
+        raise BagError(f"nothing to play in {path}: no message decodes as its type ("
+                       + ", ".join(f"{n} on {t}" for t, n in sorted(loaded.undecodable.items())) + ")")
+    for msgtype in {m.msgtype for m in loaded.messages}:
+        message_class(msgtype)
+    return loaded
+
+
 def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topics: list[str] | None = None,
          remap: dict[str, str] | None = None, qos: str | None = None, stop: threading.Event | None = None,
-         wait_for_subscribers_s: float = 0.0, max_loops: int | None = None, progress: bool = False) -> PlayStats:
+         wait_for_subscribers_s: float = 0.0, max_loops: int | None = None, progress: bool = False,
+         loaded: Loaded | None = None) -> PlayStats:
     """Publish ``path`` from ``node`` (which the caller spins or not: publishing needs no spinning).
 
     ``qos``: None = from the bag (best effort topics get the sensor-data profile), or
-    'sensor' / 'best_effort' / 'reliable' for every topic.
+    'sensor' / 'best_effort' / 'reliable' for every topic. ``loaded``: the bag's messages when the caller
+    has read them already (:func:`play_main` does, so a damaged bag fails before ROS starts).
     """
-    messages = load_raw(path, topics)
+    loaded = playable(path, topics) if loaded is None else loaded
+    messages = loaded.messages
     stop = stop or threading.Event()
     remap = remap or {}
     recorded = bag_qos(path)
+    types = {m.topic: m.msgtype for m in messages}  # in order of first appearance
+    classes = {topic: message_class(msgtype) for topic, msgtype in types.items()}
     pubs = {}
-    for m in messages:
-        if m.topic not in pubs:
-            kind = qos or ("sensor" if recorded.get(m.topic) == "best_effort" else "reliable")
-            pubs[m.topic] = node.create_publisher(message_class(m.msgtype), remap.get(m.topic, m.topic), qos_profile(kind))
-    stats = PlayStats(per_topic={t: 0 for t in pubs})
+    for topic, cls in classes.items():
+        kind = qos or ("sensor" if recorded.get(topic) == "best_effort" else "reliable")
+        pubs[topic] = node.create_publisher(cls, remap.get(topic, topic), qos_profile(kind))
+    stats = PlayStats(per_topic={t: 0 for t in pubs}, undecodable=dict(loaded.undecodable))
     if wait_for_subscribers_s > 0:
         deadline = time.monotonic() + wait_for_subscribers_s
         while any(p.get_subscription_count() == 0 for p in pubs.values()) and time.monotonic() < deadline:
@@ -146,9 +171,10 @@ def play_main(path: Path, **kwargs) -> PlayStats:
     from edge_infer.ros.runner import Spinner, rclpy_session, sigterm_sets
 
     stop = threading.Event()
+    loaded = playable(path, kwargs.get("topics"))  # a damaged bag is one error line, before ROS starts
     with rclpy_session(), sigterm_sets(stop), Spinner(Node("edge_infer_bag_player")) as spinner:
         try:
-            return play(spinner.nodes[0], path, stop=stop, **kwargs)
+            return play(spinner.nodes[0], path, stop=stop, loaded=loaded, **kwargs)
         except KeyboardInterrupt:
             stop.set()
             raise

@@ -18,16 +18,17 @@ from typing import Any
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+# first of ours: frames sets OpenCV's own decode ceiling, which OpenCV reads once when cv2 is first imported
+from edge_infer.pipeline.frames import BadFrame  # isort: skip
 from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
 from edge_infer.pipeline.face_pipeline import FacePipeline, FaceFrameResult
-from edge_infer.pipeline.frames import BadFrame
 from edge_infer.pipeline.latency import FrameTimer
 from edge_infer.pipeline.stream_health import StreamHealth
 from edge_infer.ros.diagnostics import diagnostic_array
-from edge_infer.ros.image_conversion import compressed_to_image, image_to_msg, msg_to_image
+from edge_infer.ros.image_conversion import check_compressed, compressed_to_image, image_to_msg, msg_to_image
 from edge_infer.ros.input_qos import InputSubscription
 from edge_infer.ros.output_publisher import output_publisher
 from edge_infer.ros.param_table import FACE_NODE, FACE_PARAMS, face_config, health_bounds
@@ -66,6 +67,7 @@ class FacePipelineNode(PipelineNode):
 
     def _use(self, values: dict[str, Any]) -> None:
         self.debug_enabled = bool(values["publish_debug_image"])
+        self.max_image_pixels = int(values["max_image_pixels"])
         self.max_lag_ns = int(values["max_stamp_lag_s"] * 1e9)
         self.bounds = health_bounds(values)
 
@@ -149,6 +151,12 @@ class FacePipelineNode(PipelineNode):
             frame = self._convert(msg, False, timer)
             if frame is None:
                 return
+        else:  # the header only (format, size): a bad one is counted even when a newer frame replaces it
+            try:
+                check_compressed(msg, self.max_image_pixels)
+            except BadFrame as e:
+                self._bad(e.reason, str(e))
+                return
         with self._cv:
             if self._slot is not None:
                 self.stats.on_drop()
@@ -174,7 +182,9 @@ class FacePipelineNode(PipelineNode):
         """The message as a Frame, or None after counting it as bad input."""
         try:
             with timer.stage("convert"):
-                return compressed_to_image(msg) if compressed else msg_to_image(msg)
+                if compressed:
+                    return compressed_to_image(msg, self.max_image_pixels)
+                return msg_to_image(msg, self.max_image_pixels)
         except BadFrame as e:
             self._bad(e.reason, str(e))
             return None

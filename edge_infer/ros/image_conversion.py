@@ -7,16 +7,24 @@ import array
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from edge_infer.pipeline.frames import Frame, decode_compressed, decode_raw, encode_raw
+from edge_infer.pipeline.frames import (MAX_IMAGE_PIXELS, CompressedHeader, Frame, decode_compressed, decode_raw,
+                                        encode_raw, read_compressed_header)
 
 
-def msg_to_image(msg: Image) -> Frame:
-    """Zero-copy view of ``msg.data`` (an array('B') in rclpy) as a Frame; raises BadFrame on bad input."""
-    return decode_raw(msg.data, msg.width, msg.height, msg.step, msg.encoding, msg.is_bigendian)
+def msg_to_image(msg: Image, max_pixels: int = MAX_IMAGE_PIXELS) -> Frame:
+    """Zero-copy view of ``msg.data`` (an array('B') in rclpy) as a Frame; raises BadFrame on bad input
+    (also when width*height is over ``max_pixels``)."""
+    return decode_raw(msg.data, msg.width, msg.height, msg.step, msg.encoding, msg.is_bigendian, max_pixels)
 
 
-def compressed_to_image(msg: CompressedImage) -> Frame:
-    return decode_compressed(msg.data, msg.format)
+def check_compressed(msg: CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS) -> CompressedHeader:
+    """The checks of :func:`compressed_to_image` without the decode (cheap: header only); raises BadFrame."""
+    return read_compressed_header(msg.data, max_pixels)
+
+
+def compressed_to_image(msg: CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS) -> Frame:
+    """Decode a CompressedImage (PNG or JPEG, header checked against ``max_pixels`` first); raises BadFrame."""
+    return decode_compressed(msg.data, msg.format, max_pixels)
 
 
 def image_to_msg(image: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:

@@ -16,8 +16,10 @@ from typing import Any
 from edge_infer.backends import ONNX_BACKEND_NAMES
 from edge_infer.backends.tensorrt.cache import POLICIES as ENGINE_BUILD_POLICIES
 from edge_infer.pipeline.audio_pipeline import AudioPipelineConfig, VadConfig
-from edge_infer.pipeline.audio_stream import StreamConfig
+from edge_infer.pipeline.audio_stream import CHUNK_SAMPLES_CEILING, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, \
+    StreamConfig
 from edge_infer.pipeline.face_pipeline import FaceConfig
+from edge_infer.pipeline.frames import MAX_IMAGE_PIXELS, PIXEL_CEILING
 from edge_infer.pipeline.stream_health import HealthBounds
 
 QOS_RELIABILITIES = ("auto", "reliable", "best_effort")  # auto: match the publishers, like ros2 bag record
@@ -95,6 +97,10 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("publish_cropped", True, "Publish per-face cropped and aligned images (built only while subscribed).",
           read_only=True),
     Param("subscribe_compressed", False, "Also subscribe image/compressed.", read_only=True),
+    Param("max_image_pixels", MAX_IMAGE_PIXELS, "Largest width*height of an input image (raw, or a PNG/JPEG "
+          "header, checked before decoding); larger ones are dropped and counted as bad_too_large. Read-only: "
+          "the parameter services are open to the whole DDS domain (without SROS2).", read_only=True,
+          int_range=(1, PIXEL_CEILING)),
     Param("publish_debug_image", True, "Publish ~/debug_image while someone subscribes."),
     Param("max_stamp_lag_s", 1.0, "Reject frames stamped this much older than the newest.", float_range=(0.0, 3600.0)),
     Param("diagnostics_period_s", 1.0, "Diagnostics period.", read_only=True, float_range=(0.05, 60.0)),
@@ -117,9 +123,12 @@ AUDIO_PARAMS: tuple[Param, ...] = _COMMON + (
           read_only=True, choices=ONNX_BACKEND_NAMES),
     Param("message_type", AUDIO_MESSAGE_TYPES[0], "Audio message type.", read_only=True, choices=AUDIO_MESSAGE_TYPES),
     Param("sample_rate", _stream.sample_rate, "Input sample rate (Hz); resampled to 16 kHz.", read_only=True,
-          int_range=(1000, 384000)),
+          int_range=(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)),
     Param("channels", _stream.channels, "Interleaved input channels, mixed down to mono.", read_only=True,
-          int_range=(1, 32)),
+          int_range=(1, MAX_CHANNELS)),
+    Param("max_chunk_samples", _stream.max_chunk_samples, "Most samples (all channels) in one audio message; "
+          "larger ones are dropped before decoding and counted as bad_too_large.", read_only=True,
+          int_range=(1, CHUNK_SAMPLES_CEILING)),
     Param("sample_format", _stream.sample_format, "Raw PCM format of byte messages.", read_only=True,
           choices=SAMPLE_FORMATS),
     Param("keywords", ["hey_jarvis"], "Wake-word heads from config/models.yaml (<name>.onnx in the models dir).",
@@ -183,4 +192,5 @@ def stream_config(v: dict[str, Any]) -> StreamConfig:
     """How audio messages decode: typed arrays carry their own format, byte messages use ``sample_format``."""
     t = v["message_type"]
     fmt = "f32le" if t.endswith("Float32MultiArray") else "s16le" if t.endswith("Int16MultiArray") else v["sample_format"]
-    return StreamConfig(sample_rate=int(v["sample_rate"]), channels=int(v["channels"]), sample_format=fmt)
+    return StreamConfig(sample_rate=int(v["sample_rate"]), channels=int(v["channels"]), sample_format=fmt,
+                        max_chunk_samples=int(v["max_chunk_samples"]))

@@ -10,24 +10,86 @@ Signals of a node process (:class:`StopSignals`): rclpy's own handlers are not i
 abort a start-up (a long model load or engine build), stop a running process cleanly, and are ignored
 during the teardown, since a second one is common (a terminal's Ctrl-C reaches every process of the group
 and ``ros2 launch`` forwards one more) and must not interrupt it with a KeyboardInterrupt traceback.
+
+ROS security (SROS2) fails closed: with ``ROS_SECURITY_ENABLE=true`` a process whose enclave is missing or
+whose DDS has no security support is refused by rcl / the middleware; :func:`run_until_stopped` turns that
+refusal into one :class:`RosSecurityError` line that says which (:func:`security_start_message`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from edge_infer.errors import EdgeInferError
+
+
+class RosSecurityError(EdgeInferError):
+    """ROS security was requested and this process cannot run with it, so it does not run at all."""
+
+
+def security_requested(environ: dict[str, str] | None = None) -> bool:
+    """rcl's own test: security is on only for ``ROS_SECURITY_ENABLE`` exactly ``true``."""
+    return (os.environ if environ is None else environ).get("ROS_SECURITY_ENABLE", "") == "true"
+
+
+def requested_enclave(args: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> str:
+    """The enclave rcl looks up: ``ROS_SECURITY_ENCLAVE_OVERRIDE``, else the last ``--enclave``/``-e`` of a
+    ``--ros-args`` section of ``args`` (``sys.argv`` when None), else ``/``."""
+    env = os.environ if environ is None else environ
+    if env.get("ROS_SECURITY_ENCLAVE_OVERRIDE"):
+        return env["ROS_SECURITY_ENCLAVE_OVERRIDE"]
+    argv = list(sys.argv if args is None else args)
+    enclave, in_ros_args = "/", False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros_args = True
+        elif arg == "--":
+            in_ros_args = False
+        elif in_ros_args and arg in ("--enclave", "-e") and i + 1 < len(argv):
+            enclave = argv[i + 1]
+    return enclave
+
+
+def security_start_message(error: BaseException, args: Sequence[str] | None = None,
+                           environ: dict[str, str] | None = None) -> str:
+    """One line for an rcl / middleware refusal under ``ROS_SECURITY_ENABLE=true``: what was asked, what is
+    missing (the keystore, the enclave's folder, or DDS-Security in this ROS install) and what to do."""
+    env = os.environ if environ is None else environ
+    strategy = env.get("ROS_SECURITY_STRATEGY", "") or "Permissive (unset)"
+    keystore = env.get("ROS_SECURITY_KEYSTORE", "")
+    enclave = requested_enclave(args, env)
+    asked = (f"ROS security is on (ROS_SECURITY_ENABLE=true, ROS_SECURITY_STRATEGY={strategy}, "
+             f"ROS_SECURITY_KEYSTORE={keystore or '(unset)'}, enclave {enclave})")
+    # rcl's text without its source locations (", at /project/src/rcl/security.c:202"), on one line
+    detail = " ".join(re.sub(r",? at /\S+:\d+", "", str(error)).split())
+    guide = "README: ROS 2 security (SROS2)"
+    if not keystore:
+        return f"{asked} but ROS_SECURITY_KEYSTORE is not set: set it to the keystore folder ({guide})"
+    enclave_dir = Path(keystore) / "enclaves" / enclave.strip("/")
+    if not enclave_dir.is_dir():
+        return (f"{asked} but the keystore has no folder {enclave_dir} for the enclave, so the node does not start: "
+                f"create it (ros2 security create_enclave {keystore} {enclave}, then its permissions from "
+                f"config/sros2/edge_infer.policy.xml) or choose the keystore's enclave ({guide})")
+    if "security libraries" in detail:
+        return (f"{asked} but this ROS install's DDS has no security support ({detail}), so the node does not "
+                "start (fail closed): use a ROS install with DDS-Security (the apt ros-$ROS_DISTRO packages; the "
+                f"PyPI ROS wheels have none) or unset ROS_SECURITY_ENABLE to run without security ({guide})")
+    return f"{asked} and the node cannot start with it: {detail} ({guide})"
 
 
 def make_executor() -> SingleThreadedExecutor:
@@ -214,6 +276,9 @@ def run_until_stopped(make_nodes: Callable[[], Sequence[Node]], args: list[str] 
     """
     stop = stop or threading.Event()
     nodes: Sequence[Node] = []
+    secure = security_requested()
+    if secure:  # rclpy's follow-up to a refused node ("Failed to fini rosout publisher"): noise after the error
+        warnings.filterwarnings("ignore", message="Failed to fini rosout publisher", category=RuntimeWarning)
     with StopSignals(stop, restore_signals) as signals:
         try:
             with rclpy_session(args, signal_handlers=not signals.installed):
@@ -231,6 +296,10 @@ def run_until_stopped(make_nodes: Callable[[], Sequence[Node]], args: list[str] 
                         signals.stopping()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except _rclpy.RCLError as e:  # rclpy.init or a node refused before anything ran
+            if nodes or not secure:
+                raise
+            raise RosSecurityError(security_start_message(e, args)) from e
     return len(nodes)
 
 

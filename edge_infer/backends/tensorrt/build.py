@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edge_infer.backends.tensorrt import sidecar
+from edge_infer.backends.tensorrt.engine_trust import engine_key
 from edge_infer.backends.tensorrt.precision import (FP16_SOURCES, PRECISIONS, BuildError, Capabilities, Route,
                                                     choose_route, fallback_fp32, fp16_graph_for, require_qdq,
                                                     route_key)
@@ -295,7 +296,9 @@ def build_engine(
     via: str = "python",
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build ``engine_path`` from ``onnx_path``; write it and its sidecar atomically; return the metadata.
+    """Build ``engine_path`` from ``onnx_path``; write it and its sidecar atomically (and its HMAC tag when an
+    engine key is configured, see :mod:`.engine_trust`); return the metadata. A file at ``engine_path`` that
+    edge-infer did not write is refused before building.
 
     While it runs, the build is listed in :data:`~edge_infer.backends.tensorrt.progress.BUILDS` (phase,
     elapsed, progress) for the nodes' diagnostics.
@@ -305,6 +308,8 @@ def build_engine(
         raise BuildError(f"ONNX model not found: {onnx_path}")
     if via not in ("python", "trtexec"):
         raise BuildError(f"unknown --via '{via}' (python | trtexec)")
+    sidecar.refuse_foreign_target(engine_path)  # never replace a file edge-infer did not write
+    engine_key()  # a misconfigured engine key fails now, not after a build of minutes
     state = BUILDS.start(onnx_path.stem, options.precision, str(engine_path))
     error = None
     t0 = time.perf_counter()

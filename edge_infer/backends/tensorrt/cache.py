@@ -10,6 +10,10 @@ Policies (node parameter ``engine_build`` and ``edge-infer build --cache``):
 (for fleets that ship prebuilt engines); ``force`` always build (the ``~/rebuild_engines`` service).
 Engine names are fixed per model, precision and device (``emotion.fp16.engine``, ``emotion.fp16.dla0.engine``;
 not per key) so stale engines are replaced, not piled up, and a DLA engine never overwrites the GPU one.
+Only engines edge-infer wrote are replaced (they have its sidecar): a foreign file, a symlink or a folder at
+the engine path is refused before building, as is a world-writable engine folder (the runtime would refuse
+to load from it). With an engine key configured, an unsigned or badly signed cached engine is stale
+(rebuilt under ``auto``, refused under ``never``).
 
 :func:`engine_for` is what ``create_backend("tensorrt" | "auto", "model.onnx", ...)`` calls: the runtime
 options dict in, an engine path out.
@@ -25,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from edge_infer.backends.tensorrt.engine_trust import UntrustedEngineError, permission_problems, tag_path
 from edge_infer.backends.tensorrt.sidecar import (EngineCacheError, StaleEngineError, check_engine, machine_identity,
-                                                  onnx_digest)
+                                                  onnx_digest, refuse_foreign_target, sidecar_path)
 from edge_infer.backends.tensorrt.trt import parse_major
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,9 @@ def get_engine(
         raise EngineCacheError(f"ONNX model not found: {onnx_path}")
     engine = Path(engine_path) if engine_path else engine_path_for(cache_dir, onnx_path, options.precision,
                                                                     options.dla_core)
+    problems = permission_problems(engine, (sidecar_path(engine), tag_path(engine)))
+    if problems:
+        raise UntrustedEngineError(f"engine {engine}: " + "; ".join(problems))
     reasons: list[str] = []
     existed = engine.exists()
     if policy != "force":
@@ -98,8 +106,10 @@ def get_engine(
         if policy == "never":
             raise StaleEngineError(verdict.message(engine) + ". engine_build is 'never': build it with "
                                    f"`edge-infer build {onnx_path} --precision {options.precision}` or set engine_build: auto")
+        refuse_foreign_target(engine)  # before saying "rebuilding": a file edge-infer did not write stays
         log.warning("%s; rebuilding (engine_build: auto)", verdict.message(engine) if existed else f"no engine at {engine}")
     else:
+        refuse_foreign_target(engine)
         reasons = ["engine_build is 'force'"]
     if builder is None:
         from edge_infer.backends.tensorrt.build import build_engine as builder  # noqa: N813 - the default builder

@@ -1,13 +1,17 @@
 """`edge-infer inspect model.engine`: I/O and optimization profiles of a TensorRT engine (like
-`trtexec --dumpProfile`), with the build sidecar when present. Needs TensorRT (the robot)."""
+`trtexec --dumpProfile`), with its build sidecar. Needs TensorRT (the robot).
+
+An engine is executable code, so inspecting one deserializes it only through the same gate as the runtime
+(:func:`~.sidecar.load_trusted_engine`): a missing or mismatching sidecar, a bad signature or a
+world-writable folder is refused in one line *before* TensorRT is even imported.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from edge_infer.backends.base import BackendError
-from edge_infer.backends.tensorrt.sidecar import read_sidecar
+from edge_infer.backends.tensorrt.sidecar import TrustedEngine, deserialize_engine, load_trusted_engine
 from edge_infer.backends.tensorrt.trt import import_tensorrt, logger
 from edge_infer.errors import MissingFileError
 
@@ -16,29 +20,29 @@ def inspect_engine(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"engine not found: {path}")
-    info = {"path": str(path), "size_bytes": path.stat().st_size, "format": "tensorrt", "sidecar": read_sidecar(path)}
-    info.update(describe_engine(str(path)))
+    trusted = load_trusted_engine(path)  # no identity: inspecting a foreign machine's engine is allowed
+    info = {"path": str(path), "size_bytes": len(trusted.data), "format": "tensorrt", "sidecar": trusted.meta,
+            "trust": "sha256 + signature verified" if trusted.authenticated else "sha256 verified (no engine key)"}
+    info.update(describe_engine(trusted))
     return info
 
 
-def describe_engine(engine_path: str) -> dict[str, Any]:
-    """I/O names, shapes, dtypes and profiles of an engine (for `edge-infer inspect x.engine`)."""
+def describe_engine(trusted: TrustedEngine) -> dict[str, Any]:
+    """I/O names, shapes, dtypes and profiles of a checked engine (for `edge-infer inspect x.engine`)."""
     from edge_infer.backends.tensorrt.cuda import open_device
 
     trt = import_tensorrt()
     dev = open_device(0)
     try:
         with dev.bound():
-            return _describe(trt, engine_path)
+            return _describe(trt, trusted)
     finally:
         dev.close()
 
 
-def _describe(trt: Any, engine_path: str) -> dict[str, Any]:
+def _describe(trt: Any, trusted: TrustedEngine) -> dict[str, Any]:
     runtime = trt.Runtime(logger(trt))
-    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-    if engine is None:
-        raise BackendError(f"TensorRT could not deserialize {engine_path}")
+    engine = deserialize_engine(runtime, trusted)
     tensors = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)

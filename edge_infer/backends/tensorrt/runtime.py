@@ -1,9 +1,12 @@
 """TensorRT runtime backend (TensorRT 8.6, 10.x and 11.x Python API; named I/O tensors, ``execute_async_v3``).
 
 Life of a backend:
-1. the engine's JSON sidecar is checked against this machine (TensorRT version, GPU) *before*
-   deserializing, so a foreign or stale engine gives a sentence, not TensorRT's serialization assertion;
-2. ``Runtime.deserialize_cuda_engine`` -> one execution context, optimization profile 0;
+1. the engine goes through the one gate before deserializing (:func:`~.sidecar.load_trusted_engine`): its
+   sidecar must exist and match the engine's bytes (sha256; the HMAC tag when an engine key is configured),
+   its folder must not be world-writable, and the TensorRT version and GPU it was built for must be this
+   machine's; a foreign, stale or tampered engine gives a sentence, not TensorRT's serialization assertion
+   (or, for a hostile engine, its code running);
+2. :func:`~.sidecar.deserialize_engine` on the checked bytes -> one execution context, optimization profile 0;
 3. every I/O tensor gets a pinned host buffer and a device buffer sized for the profile maximum (allocated
    once: no allocation per frame), their addresses are bound by name with ``set_tensor_address``;
 4. ``run``: copy inputs into the pinned buffers, ``set_input_shape`` when the batch changed (dynamic batch
@@ -29,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_infer.backends.base import Backend, BackendError, TensorInfo
+from edge_infer.backends.tensorrt.sidecar import TrustedEngine, deserialize_engine, engine_identity, load_trusted_engine
 from edge_infer.backends.tensorrt.trt import import_tensorrt, logger
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,21 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     return np.dtype(np_name)
 
 
+def _sidecar_dla_core(trusted: TrustedEngine) -> int | None:
+    """The DLA core the engine was built for, from its sidecar (None: the GPU)."""
+    options = trusted.meta.get("build_options")
+    core = options.get("dla_core") if isinstance(options, dict) else None
+    if core is not None and (not isinstance(core, int) or isinstance(core, bool) or core < 0):
+        raise BackendError(f"{trusted.path}: its sidecar names DLA core {core!r}; rebuild the engine "
+                           "(edge-infer build ... --cache force)")
+    return core
+
+
 class TensorRTBackend(Backend):
-    """A deserialized engine with pre-allocated buffers, run by tensor name from any thread."""
+    """A deserialized engine with pre-allocated buffers, run by tensor name from any thread.
+
+    ``verify_sidecar=False`` skips only the TensorRT-version / GPU comparison (to try an engine from a sibling
+    machine); the sidecar, sha256, signature and folder checks of the gate always run."""
 
     def __init__(
         self,
@@ -76,10 +93,10 @@ class TensorRTBackend(Backend):
         self.dev = open_device(device, cuda_layer)  # clear CudaUnavailable when no CUDA layer / GPU
         try:
             with self.dev.bound():
-                meta = self._verify(trt, device) if verify_sidecar else None
-                if dla_core is None and meta:
-                    dla_core = (meta.get("build_options") or {}).get("dla_core")
-                self._load(trt, path, profile_index, dla_core)
+                trusted = load_trusted_engine(path, self._identity(trt) if verify_sidecar else None)
+                if dla_core is None:
+                    dla_core = _sidecar_dla_core(trusted)
+                self._load(trt, trusted, profile_index, dla_core)
         except BaseException:
             self.close()
             raise
@@ -92,32 +109,26 @@ class TensorRTBackend(Backend):
         self.name = f"tensorrt[{trt.__version__}{f',dla{dla_core}' if dla_core is not None else ''}]"
 
     # ------------------------------------------------------------------------------------------ setup
-    def _verify(self, trt: Any, device: int) -> dict[str, Any] | None:
-        from edge_infer.backends.tensorrt.sidecar import check_engine, engine_identity
-
+    def _identity(self, trt: Any) -> dict[str, str]:
+        """This machine's engine identity (TensorRT version, GPU), compared with the sidecar's.
+        ``verify_sidecar=False`` skips only this comparison; the sidecar, sha256, signature and folder checks
+        always run (an engine is executable code)."""
         dev = self.dev.info()
-        verdict = check_engine(self.model_path, engine_identity(trt.__version__, dev.name, dev.compute_capability))
-        if not verdict.ok:
-            raise BackendError(verdict.message(self.model_path) + ". Rebuild it on this machine "
-                               "(edge-infer build, or engine_build: auto / the ~/rebuild_engines service); pass "
-                               "verify_sidecar=False to try loading it anyway")
-        return verdict.meta
+        return engine_identity(trt.__version__, dev.name, dev.compute_capability)
 
     def _check(self, ok: Any, what: str) -> None:
         if not ok:
             raise BackendError(f"{self.model_path}: TensorRT refused {what} (see the TensorRT log)")
 
-    def _load(self, trt: Any, path: Path, profile_index: int, dla_core: int | None) -> None:
+    def _load(self, trt: Any, trusted: TrustedEngine, profile_index: int, dla_core: int | None) -> None:
+        path = trusted.path
         self._runtime = trt.Runtime(logger(trt))
         if dla_core is not None:
             if self._runtime.num_DLA_cores <= dla_core:
                 raise BackendError(f"{path} was built for DLA core {dla_core}; this device has "
                                    f"{self._runtime.num_DLA_cores} DLA cores")
             self._runtime.DLA_core = dla_core  # deserialize onto the core it was built for
-        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialize {path} (see the TensorRT log above): built with "
-                               "another TensorRT version or for another GPU?")
+        self.engine = deserialize_engine(self._runtime, trusted)
         self.context = self.engine.create_execution_context()
         self._check(self.context, "to create an execution context (out of device memory?)")
         self.stream = self.dev.stream()
