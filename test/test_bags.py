@@ -180,3 +180,23 @@ def test_quantize_calibrates_int8_from_a_bag(tmp_path, models_dir, capsys):
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and out.is_file() and report["calibration"].startswith(f"{bag}:/image")
     assert report["calibration_samples"] > 0 and report["size_bytes"] < report["size_before"]
+
+
+def test_restamp_shift_keeps_stamps_increasing_across_loops() -> None:
+    """`bag play --loop` (issue 20, 4): pass k of a bag moves its header stamps by k bag lengths (`loop`), so a
+    node's stale-stamp check sees time go forward; `now` starts the stamps at the wall clock; `none` repeats."""
+    from edge_infer.bags.cdr import header_stamp, restamp_shift_ns, set_header_stamp
+
+    recorded = [1_700_000_000_000_000_000 + i * 100_000_000 for i in range(5)]  # 10 Hz, recorded in 2023
+    span = recorded[-1] - recorded[0] + 100_000_000
+    played = [t + restamp_shift_ns("loop", k, span, recorded[0], 0) for k in range(3) for t in recorded]
+    assert played[:5] == recorded and all(b > a for a, b in zip(played, played[1:]))
+    assert all(b - a == 100_000_000 for a, b in zip(played, played[1:]))  # the period holds across passes
+    wall = 1_800_000_000_000_000_000
+    assert recorded[0] + restamp_shift_ns("now", 0, span, recorded[0], wall) == wall
+    assert restamp_shift_ns("none", 3, span, recorded[0], wall) == 0
+    cdr = b"\x00\x01\x00\x00" + (1700000000).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"rest"
+    assert header_stamp(cdr) == 1_700_000_000_000_000_005
+    assert header_stamp(set_header_stamp(cdr, wall)) == wall
+    with pytest.raises(ValueError):
+        restamp_shift_ns("sometimes", 0, span, None, 0)

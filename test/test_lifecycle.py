@@ -265,3 +265,57 @@ def test_console_script_comes_up_active_and_stops_cleanly_on_sigint(ros, models_
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     assert elapsed < 5.0, f"took {elapsed:.1f} s to stop"
+
+
+def test_faces_end_on_deactivate_and_ids_are_never_reused(face_graph, astronaut_rgb):
+    """Issue 20 (1, 2, 3, 6): after deactivate a ROS4HRI consumer gets an empty `tracked` list and the node no
+    longer has the last face's topics; after cleanup -> configure -> activate the ids continue (f00001 is not
+    issued again); ~/label_info follows a live score_threshold; ~/rebuild_engines names every model."""
+    from hri_msgs.msg import IdsList
+    from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_srvs.srv import Trigger
+    from vision_msgs.msg import LabelInfo
+
+    from ros_clients import call
+
+    g, client, name, node = face_graph, face_graph["client"], face_graph["name"], face_graph["node"]
+    tracked, labels = [], []
+    client.create_subscription(IdsList, "/humans/faces/tracked", lambda m: tracked.append(list(m.ids)), 10)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    client.create_subscription(LabelInfo, f"{name}/label_info", lambda m: labels.append(m.threshold), latched)
+
+    def face_topics() -> set[str]:
+        pubs = client.get_publisher_names_and_types_by_node("face_pipeline", "/lifecycle_test")
+        return {t for t, _ in pubs if t.startswith("/humans/faces/f")}
+
+    def one_face() -> str:
+        n = len(g["faces"])
+        assert wait_for(lambda: _image_subscribers(g) == 1)
+        g["pub"].publish(_frame(g, astronaut_rgb))
+        assert wait_for(lambda: len(g["faces"]) > n, timeout=20)
+        return g["faces"][-1]["faces"][0]["id"]
+
+    assert change_state(client, name, "configure") and change_state(client, name, "activate")
+    first = one_face()
+    assert wait_for(lambda: f"/humans/faces/{first}/roi" in face_topics())
+    assert wait_for(lambda: tracked and tracked[-1] == [first])
+
+    assert change_state(client, name, "deactivate")
+    assert wait_for(lambda: tracked[-1] == [], timeout=5), f"no empty tracked list after deactivate: {tracked[-3:]}"
+    assert wait_for(lambda: not face_topics(), timeout=5), f"per-face topics outlive their face: {face_topics()}"
+
+    assert change_state(client, name, "cleanup") and change_state(client, name, "configure")
+    assert change_state(client, name, "activate")
+    second = one_face()
+    assert second != first and int(second[1:]) > int(first[1:]), (first, second)
+
+    reply = call(client, Trigger, f"{name}/rebuild_engines", Trigger.Request())
+    assert not reply.success and all(m in reply.message for m in ("face_detector", "emotion", "face_mesh"))
+
+    assert wait_for(lambda: labels, timeout=5)
+    start = labels[-1]
+    node.set_parameters([Parameter("score_threshold", value=0.8)])  # the same path as ~/set_parameters
+    assert wait_for(lambda: labels[-1] == pytest.approx(0.8), timeout=5), (start, labels)
+    assert change_state(client, name, "shutdown")
+    assert not face_topics()

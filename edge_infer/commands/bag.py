@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_infer.bags.cdr import RESTAMP_MODES
 from edge_infer.errors import ConfigError
 from edge_infer.pipeline.frames import ENCODINGS
 from edge_infer.commands import emit, add_json, add_models_dir, models_dir
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--rate", type=float, default=1.0, help="time multiplier (2 = twice as fast)")
     pl.add_argument("--fast", action="store_true", help="as fast as possible")
     pl.add_argument("--loop", action="store_true")
+    pl.add_argument("--restamp", choices=RESTAMP_MODES, default="loop",
+                    help="header stamps: loop = as recorded in the first pass, moved by one bag length per later "
+                         "pass (stamps only increase; default); now = moved so play starts now (`ros2 topic "
+                         "delay` shows transport delay); none = as recorded in every pass")
     pl.add_argument("--topics", nargs="*", default=None)
     pl.add_argument("--remap", action="append", default=[], metavar="FROM:=TO")
     pl.add_argument("--qos", choices=("bag", "sensor", "best_effort", "reliable"), default="bag",
@@ -97,7 +102,7 @@ def _play(args: argparse.Namespace) -> int:
         remap[a] = b
     stats = play_main(Path(args.bag), rate=None if args.fast else args.rate, loop=args.loop, topics=args.topics,
                       remap=remap, qos=None if args.qos == "bag" else args.qos,
-                      wait_for_subscribers_s=args.wait_subscribers, progress=not args.json)
+                      wait_for_subscribers_s=args.wait_subscribers, progress=not args.json, restamp=args.restamp)
     d = stats.as_dict()
     skipped = sum(d["undecodable"].values())
     emit(args, {"ok": True, **d}, f"published {d['published']} messages in {d['wall_s']:.2f} s "

@@ -157,11 +157,27 @@ def colour_view(frame: Frame) -> tuple[np.ndarray, str]:
     return frame.rgb(), "rgb"
 
 
+class FaceIds:
+    """Issues face ids (``f00001``, ``f00002``, ...) that are never reused by their owner.
+
+    Why a separate object: a node replaces its pipeline on ``cleanup`` -> ``configure`` and on
+    ``~/rebuild_engines``; ROS4HRI consumers key a person's state by face id, so a new pipeline must continue
+    the count of the node's earlier ones instead of starting again at f00001. The node keeps one for its life.
+    """
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+    def next(self) -> str:
+        self.issued += 1
+        return f"f{self.issued:05d}"
+
+
 class FacePipeline:
     """Runs the three face models on frames; stateful only for tracking (call :meth:`reset` between streams)."""
 
     def __init__(self, detector: Backend, emotion: Backend | None = None, mesh: Backend | None = None,
-                 config: FaceConfig | None = None) -> None:
+                 config: FaceConfig | None = None, ids: FaceIds | None = None) -> None:
         self.detector, self.emotion, self.mesh = detector, emotion, mesh
         self._detector_input = retinaface.InputBuffers()  # reused frame to frame (measured: -2 ms per detection)
         self.config = config or FaceConfig()
@@ -171,11 +187,11 @@ class FacePipeline:
         self._small_input = retinaface.InputBuffers()  # its own memory: sizes alternating would reallocate
         self._small_pass_off = ""  # why small passes are off for this pipeline's detector ("" = they are not)
         self._previous: list[tuple[str, np.ndarray]] = []  # (id, box) of the last frame's faces
-        self._ids_issued = 0  # never reset: an id is not reused for another face within this pipeline
+        self.ids = ids or FaceIds()  # never reset: an id is not reused for another face (pass the node's own)
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, backend: str = "onnxruntime", config: FaceConfig | None = None,
-                        **backend_options) -> "FacePipeline":
+                        ids: FaceIds | None = None, **backend_options) -> "FacePipeline":
         from edge_infer.models.spec import load_zoo
 
         config = config or FaceConfig()
@@ -194,7 +210,12 @@ class FacePipeline:
             return create_backend(backend, str(path), **options)
 
         return cls(load("face_detector"), load("emotion") if config.enable_emotion else None,
-                   load("face_mesh") if config.enable_mesh else None, config)
+                   load("face_mesh") if config.enable_mesh else None, config, ids)
+
+    def backends(self) -> dict[str, str]:
+        """model -> runtime of every loaded model (what ``~/rebuild_engines`` and diagnostics report)."""
+        loaded = {"face_detector": self.detector, "emotion": self.emotion, "face_mesh": self.mesh}
+        return {name: b.name for name, b in loaded.items() if b is not None}
 
     @property
     def backend_name(self) -> str:
@@ -309,8 +330,7 @@ class FacePipeline:
                 taken.add(fid)
         for f in faces:
             if not f.id:
-                self._ids_issued += 1
-                f.id = f"f{self._ids_issued:05d}"
+                f.id = self.ids.next()
 
     def process(self, frame: Frame, timer: FrameTimer | None = None) -> FaceFrameResult:
         """Faces of one frame in original image pixels; ``timer`` may already hold the node's decode time."""

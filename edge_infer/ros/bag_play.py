@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_infer.ros import message_types
+from edge_infer.bags.cdr import header_stamp, restamp_shift_ns, set_header_stamp
 from edge_infer.bags.read import Loaded, RawMessage, load_checked, read_metadata
 
 def message_class(msgtype: str):
@@ -99,15 +100,22 @@ def playable(path: Path, topics: list[str] | None = None) -> Loaded:
     return loaded
 
 
+def _has_header(cls) -> bool:
+    """Whether a message class starts with std_msgs/Header (its stamp sits at a fixed place in the CDR)."""
+    fields = list(cls.get_fields_and_field_types().items()) if hasattr(cls, "get_fields_and_field_types") else []
+    return bool(fields) and fields[0] == ("header", "std_msgs/Header")
+
+
 def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topics: list[str] | None = None,
          remap: dict[str, str] | None = None, qos: str | None = None, stop: threading.Event | None = None,
          wait_for_subscribers_s: float = 0.0, max_loops: int | None = None, progress: bool = False,
-         loaded: Loaded | None = None) -> PlayStats:
+         loaded: Loaded | None = None, restamp: str = "loop") -> PlayStats:
     """Publish ``path`` from ``node`` (which the caller spins or not: publishing needs no spinning).
 
     ``qos``: None = from the bag (best effort topics get the sensor-data profile), or
     'sensor' / 'best_effort' / 'reliable' for every topic. ``loaded``: the bag's messages when the caller
-    has read them already (:func:`play_main` does, so a damaged bag fails before ROS starts).
+    has read them already (:func:`play_main` does, so a damaged bag fails before ROS starts). ``restamp``: how
+    header stamps are published (:func:`edge_infer.bags.cdr.restamp_shift_ns`: ``loop``, ``now``, ``none``).
     """
     loaded = playable(path, topics) if loaded is None else loaded
     messages = loaded.messages
@@ -127,6 +135,12 @@ def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topi
             time.sleep(0.02)
     offsets = schedule(messages, rate)
     stats.bag_s = (messages[-1].t_ns - messages[0].t_ns) / 1e9 if messages else 0.0
+    stamped = {t for t, cls in classes.items() if _has_header(cls)}  # messages whose header stamps can move
+    stamps = [header_stamp(m.data) for m in messages if m.topic in stamped]
+    first_stamp = min((t for t in stamps if t is not None), default=None)
+    span = messages[-1].t_ns - messages[0].t_ns if messages else 0
+    pass_span = span + (span // (len(messages) - 1) if len(messages) > 1 else 1_000_000_000)  # + one period
+    start_wall_ns = time.time_ns()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -140,7 +154,11 @@ def play(node, path: Path, *, rate: float | None = 1.0, loop: bool = False, topi
                 delay = t_loop + off - time.monotonic()
                 if delay > 0 and stop.wait(delay):
                     break
-                pubs[m.topic].publish(m.data)
+                shift = restamp_shift_ns(restamp, stats.loops, pass_span, first_stamp, start_wall_ns)
+                data = m.data
+                if shift and m.topic in stamped and (t := header_stamp(data)) is not None:
+                    data = set_header_stamp(data, max(0, t + shift))
+                pubs[m.topic].publish(data)
                 stats.published += 1
                 stats.per_topic[m.topic] += 1
                 if bar is not None:

@@ -24,7 +24,7 @@ from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
 from edge_infer.pipeline.draw import draw_faces
-from edge_infer.pipeline.face_pipeline import FacePipeline, FaceFrameResult
+from edge_infer.pipeline.face_pipeline import FaceFrameResult, FaceIds, FacePipeline
 from edge_infer.pipeline.latency import FrameTimer
 from edge_infer.pipeline.stream_health import StreamHealth
 from edge_infer.ros.diagnostics import diagnostic_array
@@ -55,6 +55,7 @@ class FacePipelineNode(PipelineNode):
         self._cv = threading.Condition()
         self._frame_lock = threading.Lock()
         self._running = False
+        self._face_ids = FaceIds()  # the node's for its life: a reconfigured or rebuilt pipeline never reuses an id
         super().__init__(FACE_NODE, FACE_PARAMS, **kwargs)
 
     def _setup(self, values: dict[str, Any]) -> None:
@@ -76,7 +77,8 @@ class FacePipelineNode(PipelineNode):
         options = {"providers": list(v["providers"]), "intra_op_threads": v["intra_op_threads"],
                    "engine_build": v["engine_build"], **overrides}
         return FacePipeline.from_models_dir(Path(v["models_dir"]) if v["models_dir"] else default_models_dir(),
-                                            backend=v["backend"], config=face_config(v), **options)
+                                            backend=v["backend"], config=face_config(v), ids=self._face_ids,
+                                            **options)
 
     def _describe(self) -> str:
         c = self.pipeline.config
@@ -84,7 +86,7 @@ class FacePipelineNode(PipelineNode):
                 f"mesh={c.enable_mesh}, tracking={c.tracking}")
 
     def _backend_names(self) -> dict[str, str]:
-        return {"face_detector": self.pipeline.backend_name}
+        return self.pipeline.backends()
 
     def _apply_live(self, values: dict[str, Any], changed: set[str]) -> None:
         config = face_config(values)
@@ -99,6 +101,8 @@ class FacePipelineNode(PipelineNode):
                 if changed & DETECTOR_PARAMS:
                     pipeline.reset()
             self._use(values)
+        if "score_threshold" in changed and getattr(self, "outputs", None) is not None:
+            self.outputs.set_score_threshold(values["score_threshold"])  # ~/label_info follows the live value
 
     def _swap_pipeline(self, new: FacePipeline) -> FacePipeline:
         with self._frame_lock:
@@ -131,6 +135,9 @@ class FacePipelineNode(PipelineNode):
             self._worker = None
         if self.pipeline is not None:
             self.pipeline.reset()  # the next activation is a new stream: no tracks from before
+        outputs = getattr(self, "outputs", None)
+        if outputs is not None:  # the worker has stopped: the faces it published are gone
+            outputs.end_stream()
 
     # ------------------------------------------------------------------------------------------ input
     def _bad(self, reason: str, detail: str) -> None:

@@ -72,6 +72,9 @@ class PipelineNode(LifecycleNode):
             self.create_timer(self.live.values["diagnostics_period_s"], self._publish_diagnostics)
             if self.live.values["autostart"]:
                 self._autostart()
+            else:  # a node that waits must say so, or it looks hung to whoever started it
+                self.get_logger().info(f"unconfigured (autostart: false): waiting for `ros2 lifecycle set "
+                                       f"{self.get_fully_qualified_name()} configure`, then activate")
         except BaseException:
             self.destroy_node()
             raise
@@ -188,6 +191,7 @@ class PipelineNode(LifecycleNode):
         self._deactivate()
         self._release()
         self.finalized = True
+        self.get_logger().info(f"finalized (shutdown from {state.label}): input unsubscribed, models released")
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -68,6 +68,7 @@ class Ros4HriOutputs:
         self.node, self.publish_cropped, self.face_size, self.namespace = node, publish_cropped, face_size, namespace
         self.tracked_pub = output_publisher(node, IdsList, f"{namespace}/tracked", DEPTH)
         self._faces: dict[str, _FacePublishers] = {}
+        self._frame_id = ""  # the last input's frame: the closing empty list is in the same frame
         self._lock = threading.Lock()  # publish() runs on the node's worker thread, close() on another
 
     @property
@@ -107,6 +108,7 @@ class Ros4HriOutputs:
         ids = [f.id for f in result.faces]
         with self._lock:
             pubs = self._sync(ids)
+            self._frame_id = header.frame_id
         self.tracked_pub.publish(IdsList(header=header, ids=ids))
         w, h = result.width, result.height
         for face in result.faces:
@@ -130,6 +132,19 @@ class Ros4HriOutputs:
             m = hri_mapping.align_transform(face.box, right_eye, left_eye, size)
             p.aligned.publish(image_to_msg(hri_mapping.warp_face(frame.rgb(), m, size), "rgb8", header.frame_id,
                                            header.stamp))
+
+    def end_stream(self) -> None:
+        """No more frames (the node deactivates): every face is gone. Publishes an empty ``tracked`` list (a
+        ROS4HRI consumer drops the people it holds) and destroys the per-face publishers, so ``ros2 node info``
+        no longer lists topics of faces that are not there. Called after the worker stopped."""
+        with self._lock:
+            had_faces = bool(self._faces)
+            self._sync([])
+            frame_id = self._frame_id
+        if had_faces or frame_id:
+            ids = IdsList(ids=[])
+            ids.header.stamp, ids.header.frame_id = self.node.get_clock().now().to_msg(), frame_id
+            self.tracked_pub.publish(ids)
 
     def close(self) -> None:
         """Destroy every publisher (the node's shutdown / cleanup)."""

@@ -81,6 +81,17 @@ class TypedFaceOutputs:
             self.json_pub.publish(String(data=face_result_to_json(
                 result, header.stamp.sec, header.stamp.nanosec, header.frame_id, backend, latency_ms or {})))
 
+    def end_stream(self) -> None:
+        """The node stops processing (deactivate / cleanup / shutdown): faces end (ROS4HRI: empty ``tracked``,
+        per-face publishers destroyed). ``publish()`` must not run concurrently."""
+        if self.hri is not None:
+            self.hri.end_stream()
+
+    def set_score_threshold(self, threshold: float) -> None:
+        """A live ``score_threshold``: republish ``~/label_info`` (transient local) so it says the value in use."""
+        if self.vision is not None:
+            self.vision.publish_label_info(threshold)
+
     def close(self) -> None:
         """Destroy every publisher (lifecycle cleanup / shutdown); publish() must not run concurrently."""
         for part in (self.vision, self.hri):

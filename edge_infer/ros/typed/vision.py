@@ -4,8 +4,8 @@ One Detection2D per face: ``bbox`` centre and size in image pixels (the JSON mir
 = the face's track id (the same id as the ROS4HRI topics and the JSON), ``results[0]`` = class ``face`` with
 the detector score. Between detector runs a face is tracked by its mesh and keeps the score of the detection
 that started or last refreshed it (the detector runs every ``detect_every`` frames and whenever a face is lost).
-``~/label_info`` (LabelInfo, transient local: late subscribers get it) is published once: class 0 = ``face``
-and the detector's score threshold.
+``~/label_info`` (LabelInfo, transient local: late subscribers get it) is published on configure and again when
+``score_threshold`` changes live: class 0 = ``face`` and the detector's score threshold.
 """
 
 from __future__ import annotations
@@ -44,8 +44,13 @@ class VisionOutputs:
         self.node = node
         self.detections_pub = output_publisher(node, Detection2DArray, topic, 10)
         self.label_pub = output_publisher(node, LabelInfo, label_topic, LABEL_INFO_QOS)
+        self.publish_label_info(score_threshold)
+
+    def publish_label_info(self, score_threshold: float) -> None:
+        """Class 0 = ``face`` and the detector's threshold; again whenever the live threshold changes (the
+        transient-local history of depth 1 then holds the value in use for late subscribers)."""
         label = LabelInfo(class_map=[VisionClass(class_id=0, class_name=CLASS_ID)], threshold=float(score_threshold))
-        label.header.stamp = node.get_clock().now().to_msg()
+        label.header.stamp = self.node.get_clock().now().to_msg()
         self.label_pub.publish(label)
 
     def publish(self, header, result: FaceFrameResult) -> None:
