@@ -1,11 +1,15 @@
 """Install the ROS 2 packages that PyPI has no wheels of into a venv, out of tree and idempotently.
 
-Why: the nodes publish vision_msgs / hri_msgs types and are started by the real launch system, and the tests
-must use the same message types and launch code a robot uses. PyPI has rclpy and the rosidl generators but
-not these packages, so this script builds them from their unchanged upstream sources:
+Why: the nodes publish vision_msgs / hri_msgs types (and head poses on /tf as tf2_msgs/TFMessage) and are
+started by the real launch system, and the tests must use the same message types and launch code a robot
+uses. PyPI has rclpy and the rosidl generators but not these packages, so this script builds them from
+their unchanged upstream sources:
 
-- vision_msgs, hri_msgs, composition_interfaces: plain cmake with the PyPI rosidl generators, installed into
-  the venv prefix (no colcon, nothing to source: the ros wheels' .pth puts $VENV/lib on LD_LIBRARY_PATH);
+- vision_msgs, hri_msgs, tf2_msgs, composition_interfaces: plain cmake with the PyPI rosidl generators,
+  installed into the venv prefix (no colcon, nothing to source: the ros wheels' .pth puts $VENV/lib on
+  LD_LIBRARY_PATH). tf2_msgs depends on geometry_msgs and builtin_interfaces and, for its LookupTransform
+  action, on action_msgs and unique_identifier_msgs: all ros-* wheels (rclpy's and sensor_msgs' own
+  dependencies, locked in constraints*.txt);
 - launch, launch_ros: pure Python, `pip install --no-deps --no-build-isolation` (their deps are pinned in
   requirements-common.txt / the ros wheels);
 - sros2 (SROS2 keystores, enclaves, permissions from policies; tests generate the permissions of
@@ -67,6 +71,9 @@ PACKAGES: tuple[RosPackage, ...] = (
                "vision_msgs", "4.1.1"),
     RosPackage("hri_msgs", "cmake", "ros_interfaces/hri_msgs",
                "https://github.com/ros4hri/hri_msgs.git", ("2.0.0",), "humble-devel", "", "2.0.0"),
+    # /tf's message type (head poses as face_<id> / gaze_<id> frames); geometry2 tags its releases
+    RosPackage("tf2_msgs", "cmake", "ros_interfaces/tf2_msgs",
+               "https://github.com/ros2/geometry2.git", ("646342c", "0.36.4"), "jazzy", "tf2_msgs", "0.36.4"),
     RosPackage("composition_interfaces", "cmake", "ros_launch/composition_interfaces",
                "https://github.com/ros2/rcl_interfaces.git", ("003987e", "2.0.2"), "jazzy",
                "composition_interfaces", "2.0.2"),

@@ -1,7 +1,8 @@
-"""The interface packages `make` builds (vision_msgs, hri_msgs) are real, working ROS 2 types.
+"""The interface packages `make` builds (vision_msgs, hri_msgs, tf2_msgs) are real, working ROS 2 types.
 
-A publisher in another process (as a camera driver or a consumer would be) sends Detection2DArray and
-Expression; this process receives them with the header intact. Runs on Kilted and again on Jazzy (`ros`).
+A publisher in another process (as a camera driver or a consumer would be) sends Detection2DArray,
+Expression and TFMessage (what /tf carries: the head poses' face_<id> / gaze_<id> frames); this process
+receives them with the header intact. Runs on Kilted and again on Jazzy (`ros`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,21 @@ if kind == "detections":
     hyp.hypothesis.class_id, hyp.hypothesis.score = "face", 0.875
     det.results.append(hyp)
     msg = Detection2DArray(detections=[det])
+elif kind == "tf":
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+    face = TransformStamped(child_frame_id="face_f00001")
+    face.transform.translation.x, face.transform.translation.z = -0.125, 1.5
+    face.transform.rotation.x, face.transform.rotation.w = 0.6, 0.8
+    face.header.stamp.sec, face.header.stamp.nanosec = int(sys.argv[3]), int(sys.argv[4])
+    face.header.frame_id = sys.argv[5]  # TFMessage has no header of its own: each transform has one
+    msg = TFMessage(transforms=[face])
 else:
     from hri_msgs.msg import Expression
     msg = Expression(expression=Expression.HAPPY, confidence=0.75)
-msg.header.stamp.sec, msg.header.stamp.nanosec = int(sys.argv[3]), int(sys.argv[4])
-msg.header.frame_id = sys.argv[5]
+if kind != "tf":
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(sys.argv[3]), int(sys.argv[4])
+    msg.header.frame_id = sys.argv[5]
 rclpy.init()
 node = rclpy.create_node("env_test_publisher")
 pub = node.create_publisher(type(msg), topic, 10)
@@ -103,3 +114,32 @@ def test_composition_interfaces_for_launch_ros_are_built():
 
     request = LoadNode.Request(package_name="edge_infer", plugin_name="x")
     assert request.package_name == "edge_infer"
+
+
+def test_tf2_msgs_tfmessage_crosses_processes_with_header(ros):
+    """/tf's type, built from ../shared/ros_interfaces/tf2_msgs (apt ros-$ROS_DISTRO-tf2-msgs on a robot)."""
+    require_ros_module("tf2_msgs")
+    from tf2_msgs.msg import TFMessage
+
+    msg = receive_from_other_process(ros, TFMessage, "tf", "env_test/tf")
+    (face,) = msg.transforms
+    assert_header(face)
+    assert face.child_frame_id == "face_f00001"
+    t, q = face.transform.translation, face.transform.rotation
+    assert (t.x, t.y, t.z) == (-0.125, 0.0, 1.5)
+    assert (q.x, q.y, q.z, q.w) == pytest.approx((0.6, 0.0, 0.0, 0.8))
+
+
+@pytest.mark.ros
+def test_tf2_msgs_action_and_service_types_are_built():
+    """tf2_msgs' LookupTransform action (it needs action_msgs + unique_identifier_msgs from the ros wheels) and
+    FrameGraph service are generated too: the package is whole, as apt ships it."""
+    require_ros_module("tf2_msgs")
+    from tf2_msgs.action import LookupTransform
+    from tf2_msgs.msg import TF2Error
+    from tf2_msgs.srv import FrameGraph
+
+    goal = LookupTransform.Goal(target_frame="camera_optical_frame", source_frame="face_f00001")
+    assert (goal.target_frame, goal.source_frame) == ("camera_optical_frame", "face_f00001")
+    assert LookupTransform.Result().error.error == TF2Error.NO_ERROR
+    assert FrameGraph.Response().frame_yaml == ""

@@ -27,7 +27,8 @@ FLOORS = {
     "errors": 0, "fileio": 0, "paths": 0, "launch_description": 0,
 }
 ROS_MODULES = ("rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "vision_msgs",
-               "hri_msgs", "builtin_interfaces", "launch", "launch_ros", "lifecycle_msgs", "audio_common_msgs")
+               "hri_msgs", "builtin_interfaces", "launch", "launch_ros", "lifecycle_msgs", "audio_common_msgs",
+               "tf2_msgs", "tf2_ros", "geometry_msgs", "sros2")
 
 
 def _part(module: str) -> str:
