@@ -18,8 +18,7 @@ from typing import Any
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-# first of ours: frames sets OpenCV's own decode ceiling, which OpenCV reads once when cv2 is first imported
-from edge_infer.pipeline.frames import BadFrame  # isort: skip
+from edge_infer.pipeline.frames import BadFrame, CompressedHeader, Frame
 from edge_infer.backends.memory import runtime_diagnostics
 from edge_infer.errors import ConfigError
 from edge_infer.paths import default_models_dir
@@ -153,14 +152,14 @@ class FacePipelineNode(PipelineNode):
             return
         self._newest_ns = max(self._newest_ns, stamp)
         timer = FrameTimer()
-        frame = None
+        frame = None  # raw: the Frame (a view); compressed: its checked header, decoded by the worker
         if not compressed:  # a raw image is only a view: check it here so every bad one is counted
             frame = self._convert(msg, False, timer)
             if frame is None:
                 return
         else:  # the header only (format, size): a bad one is counted even when a newer frame replaces it
             try:
-                check_compressed(msg, self.max_image_pixels)
+                frame = check_compressed(msg, self.max_image_pixels)
             except BadFrame as e:
                 self._bad(e.reason, str(e))
                 return
@@ -185,12 +184,12 @@ class FacePipelineNode(PipelineNode):
                 self._bad("processing_error", f"{type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------------------------------ frame
-    def _convert(self, msg, compressed: bool, timer: FrameTimer):
-        """The message as a Frame, or None after counting it as bad input."""
+    def _convert(self, msg, compressed: bool, timer: FrameTimer, header: CompressedHeader | None = None):
+        """The message as a Frame, or None after counting it as bad input (``header``: already checked)."""
         try:
             with timer.stage("convert"):
                 if compressed:
-                    return compressed_to_image(msg, self.max_image_pixels)
+                    return compressed_to_image(msg, self.max_image_pixels, header)
                 return msg_to_image(msg, self.max_image_pixels)
         except BadFrame as e:
             self._bad(e.reason, str(e))
@@ -198,8 +197,8 @@ class FacePipelineNode(PipelineNode):
 
     def _process(self, msg, frame, timer: FrameTimer, received_ns: int) -> None:
         started_ns = self.get_clock().now().nanoseconds
-        if frame is None:  # compressed: decode only the frames that are actually processed
-            frame = self._convert(msg, True, timer)
+        if not isinstance(frame, Frame):  # compressed: decode only the frames that are actually processed
+            frame = self._convert(msg, True, timer, frame)
             if frame is None:
                 return
         with self._frame_lock:  # live parameter changes and engine swaps wait for the end of this frame

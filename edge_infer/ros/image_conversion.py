@@ -22,9 +22,11 @@ def check_compressed(msg: CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS) -
     return read_compressed_header(msg.data, max_pixels)
 
 
-def compressed_to_image(msg: CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS) -> Frame:
-    """Decode a CompressedImage (PNG or JPEG, header checked against ``max_pixels`` first); raises BadFrame."""
-    return decode_compressed(msg.data, msg.format, max_pixels)
+def compressed_to_image(msg: CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS,
+                        header: CompressedHeader | None = None) -> Frame:
+    """Decode a CompressedImage (PNG or JPEG, header checked against ``max_pixels`` first, unless ``header``
+    is that check's result for this message); raises BadFrame."""
+    return decode_compressed(msg.data, msg.format, max_pixels, header)
 
 
 def image_to_msg(image: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:
