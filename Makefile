@@ -107,8 +107,9 @@ bench-env: $(STAMP)
 bench: models bench-env
 	$(VENV)/bin/edge-infer bench pipeline --models-dir "$(EDGE_INFER_MODELS)"
 
-# Rewrite the locks from the venvs after a deliberate upgrade (packages setup/ builds are not locked).
-NOT_LOCKED := ^(edge.infer|vision_msgs|hri_msgs|composition_interfaces|launch|launch_ros)( @|==)
+# Rewrite the locks from the venvs after a deliberate upgrade (packages setup/ builds or installs from sources are
+# not locked: setup/ros_packages.py pins them by release).
+NOT_LOCKED := ^((edge.infer|vision_msgs|hri_msgs|tf2_msgs|composition_interfaces)==|[A-Za-z0-9_.-]+ @ file:)
 lock: $(STAMP) $(JAZZY_STAMP)
 	{ echo "# Full lock of the Kilted venv (.venv; pip freeze, make lock); requirements.txt names what we use directly."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v -E "$(NOT_LOCKED)" | sed 's/+cpu$$//'; } > constraints.txt

@@ -4,7 +4,7 @@ Why: launch_ros's `Node(package="edge_infer", executable="face_pipeline_node")` 
 `ros2 run` do) resolves through the ament index: a prefix on AMENT_PREFIX_PATH holding
 `share/ament_index/resource_index/packages/edge_infer` and the executables in `lib/edge_infer/`. The venv's
 editable install has neither (pip ignores setup.cfg's script_dir), and a real `setup.py install` would copy
-the code. This prefix links to the venv's console scripts and to the checkout's launch/ and config/, so
+the code. This prefix links to the venv's console scripts and to the checkout's launch/ and config/ files, so
 edits are live and a re-run is only needed when setup.py's entry points change.
 
 Use it with `AMENT_PREFIX_PATH=<prefix>:<venv>` (the tests: the `ament_prefix` fixture in test/conftest.py).
@@ -35,6 +35,15 @@ def console_scripts(venv: Path) -> dict[str, Path]:
     return scripts
 
 
+# setup.py's data_files under share/edge_infer (the same globs; test_colcon_workspace.py compares the two trees)
+SHARE_GLOBS = ("package.xml", "launch/*.py", "config/*.yaml", "config/*.xml", "config/sros2/*.xml")
+
+
+def share_files(repo: Path) -> list[Path]:
+    """The files setup.py installs into share/edge_infer, relative to the repository."""
+    return sorted({path.relative_to(repo) for pattern in SHARE_GLOBS for path in repo.glob(pattern)})
+
+
 def make_prefix(prefix: Path, repo: Path, venv: Path, pointer: bool = True) -> list[str]:
     """(Re)create the prefix (and with `pointer`, the venv's pointer file); returns the executable names."""
     scripts = console_scripts(venv)
@@ -45,8 +54,11 @@ def make_prefix(prefix: Path, repo: Path, venv: Path, pointer: bool = True) -> l
     shutil.copyfile(repo / "resource" / PACKAGE, index / PACKAGE)
     share = staging / "share" / PACKAGE
     share.mkdir(parents=True)
-    for name in ("package.xml", "launch", "config"):
-        (share / name).symlink_to(repo / name)
+    # One link per file in real folders, as `colcon build --symlink-install` makes them: ros2launch finds a launch
+    # file by os.walk, which does not enter a linked folder.
+    for rel in share_files(repo):
+        (share / rel).parent.mkdir(parents=True, exist_ok=True)
+        (share / rel).symlink_to(repo / rel)
     lib = staging / "lib" / PACKAGE
     lib.mkdir(parents=True)
     for name, path in sorted(scripts.items()):
@@ -66,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     venv = Path(sys.prefix).absolute()
     names = make_prefix(args.prefix.absolute(), args.repo.absolute(), venv)
     print(f"[setup] ament prefix {args.prefix}: {len(names)} executables in lib/{PACKAGE}, "
-          f"launch/ and config/ linked (AMENT_PREFIX_PATH={args.prefix.absolute()}:{venv})")
+          f"launch/ and config/ files linked (AMENT_PREFIX_PATH={args.prefix.absolute()}:{venv})")
     return 0
 
 

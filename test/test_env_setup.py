@@ -166,8 +166,11 @@ def test_ament_prefix_links_every_console_script(tmp_path: Path):
         pytest.skip(str(err))
     prefix = tmp_path / "prefix"
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "edge_infer").is_file()
-    for name in ("package.xml", "launch", "config"):
-        assert (prefix / "share" / "edge_infer" / name).resolve() == (REPO_ROOT / name).resolve()
+    # file links in real folders (ros2launch's os.walk does not enter a linked folder), as colcon's --symlink-install
+    for rel in ("package.xml", "launch/pipeline.launch.py", "config/face_pipeline.yaml",
+                "config/fastdds_large_data.xml", "config/sros2/edge_infer.policy.xml"):
+        assert (prefix / "share" / "edge_infer" / rel).resolve() == (REPO_ROOT / rel).resolve()
+    assert not (prefix / "share" / "edge_infer" / "launch").is_symlink()
     assert {"face_pipeline_node", "audio_node", "edge-infer"} <= set(names)
     for name in names:
         exe = prefix / "lib" / "edge_infer" / name
