@@ -25,13 +25,13 @@ setup(
     install_requires=["setuptools"],
     # the TensorRT backend's CUDA layer on a robot: cuda-python with the platform's CUDA major
     # (JetPack 6 = CUDA 12: pip install .[cuda12]); TensorRT itself comes from JetPack / NVIDIA's index
-    extras_require={"cuda12": ["cuda-bindings>=12,<13"], "cuda13": ["cuda-bindings>=13,<14"]},
+    # "test": what `colcon test` runs (setuptools >= 72 dropped tests_require and warned on every colcon build)
+    extras_require={"cuda12": ["cuda-bindings>=12,<13"], "cuda13": ["cuda-bindings>=13,<14"], "test": ["pytest"]},
     zip_safe=True,
     maintainer="edge_infer maintainers",
     maintainer_email="edge-infer@example.com",
     description="Multi-model inference on ROS 2 sensor streams with ONNX Runtime and TensorRT",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "edge-infer = edge_infer.cli:main",

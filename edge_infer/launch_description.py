@@ -13,7 +13,7 @@ Launch arguments (``name:=value`` on the ``ros2 launch`` command line, ``--name`
 ========================  ============  ==========================================================
 argument                  default       meaning
 ========================  ============  ==========================================================
-``camera_topic``          ``image``     topic the face node's ``image`` input is remapped to
+``camera_topic``          ``image``     topic the face node's ``image`` input is remapped to (``camera_info``: its sibling)
 ``audio_topic``           ``audio``     topic the audio node's ``audio`` input is remapped to
 ``backend``               ``""``        inference runtime override (``""`` = keep the YAML value)
 ``models_dir``            ``""``        models directory override (``""`` = keep the YAML value)
@@ -71,6 +71,9 @@ class NodeDescription:
     input_topic: str               # the node's relative input topic, remapped from the launch argument
     topic_argument: str            # launch argument holding the remap target
     extra_remaps: tuple[tuple[str, str], ...] = ()  # (from, suffix): from -> <topic argument><suffix>
+    # (from, name): from -> <the topic argument's namespace>/<name>, image_transport's rule for camera_info
+    # (/cam/image_raw -> /cam/camera_info)
+    sibling_remaps: tuple[tuple[str, str], ...] = ()
     overrides: tuple[str, ...] = ("backend", "models_dir", "autostart")  # launch args passed as parameters when non-empty
 
     @property
@@ -106,7 +109,8 @@ NODES: tuple[NodeDescription, ...] = (
     NodeDescription(key="face", executable="face_pipeline_node", name="face_pipeline",
                     module="edge_infer.ros.face_node", class_name="FacePipelineNode",
                     params_file="face_pipeline.yaml", input_topic="image", topic_argument="camera_topic",
-                    extra_remaps=(("image/compressed", "/compressed"),)),
+                    extra_remaps=(("image/compressed", "/compressed"),),
+                    sibling_remaps=(("camera_info", "camera_info"),)),
     NodeDescription(key="audio", executable="audio_node", name="audio_node",
                     module="edge_infer.ros.audio_node", class_name="AudioNode",
                     params_file="audio.yaml", input_topic="audio", topic_argument="audio_topic"),
@@ -214,6 +218,8 @@ def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tupl
     target = arguments[node.topic_argument]
     out = [(node.input_topic, target)]
     out += [(src, target + suffix) for src, suffix in node.extra_remaps]
+    namespace = target.rpartition("/")[0]
+    out += [(src, f"{namespace}/{name}" if "/" in target else name) for src, name in node.sibling_remaps]
     return [(a, b) for a, b in out if a != b]
 
 

@@ -356,3 +356,17 @@ def test_memory_bounded_over_10k_face_ids_and_long_streams(mesh):
     for i in range(1800):
         steady.update(100.0 + i / 30.0, [_face(mesh)])
     assert steady.samples() <= 2
+
+
+def test_retain_drops_faces_that_left_at_once(mesh):
+    """The face node's ids are never reused: a face gone from the frame is dropped in that frame (retain), not
+    forget_after_s later; the faces that stay keep their history."""
+    tracker = FatigueTracker()
+    for i in range(30):
+        tracker.update(100.0 + i / 30.0, [_face(mesh, "f00001"), _face(mesh, "f00002")])
+    observed = tracker.update(101.0, [_face(mesh, "f00002")])["f00002"].observed_s
+    tracker.retain(["f00002"])
+    assert tracker.face_ids == ["f00002"] and observed > 0.9
+    assert tracker.update(101.1, [_face(mesh, "f00002")])["f00002"].observed_s > observed
+    tracker.retain([])
+    assert len(tracker) == 0 and tracker.samples() == 0

@@ -343,3 +343,29 @@ def test_half_size_face_is_twice_as_far(astronaut_poses):
           f"{half.yaw - upright.yaw:+.2f}")
     assert ideal == pytest.approx(2.0, rel=0.05)
     assert ratio == pytest.approx(ideal, rel=DISTANCE_RATIO_TOLERANCE)
+
+
+# ------------------------------------------------------------------------------------------ the node's intrinsics
+def test_face_signals_choose_camera_info_or_say_why_defaults():
+    """FaceSignals (what the node's worker uses): the camera_info's K when it is for the frame's size, else the
+    documented defaults with the reason in ``intrinsics_source`` (the node's diagnostics)."""
+    from edge_infer.pipeline.face_signals import FaceSignals
+
+    s = FaceSignals()
+    k = [900.0, 0.0, 641.0, 0.0, 905.0, 359.0, 0.0, 0.0, 1.0]
+    assert s.intrinsics_for(1280, 720) == default_intrinsics(1280, 720) and not s.has_camera_info
+    assert s.intrinsics_source.startswith("default (no camera_info): fx = fy = image width")
+    assert s.set_camera_info(k, [0.1, 0.0, 0.0, 0.0, 0.0], "plumb_bob", 1280, 720)
+    assert not s.set_camera_info(k, [0.1, 0.0, 0.0, 0.0, 0.0], "plumb_bob", 1280, 720)  # the same: no work
+    camera = s.intrinsics_for(1280, 720)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.assumed) == (900.0, 905.0, 641.0, 359.0, False)
+    assert s.intrinsics_source == "camera_info: fx 900.0 fy 905.0 cx 641.0 cy 359.0, plumb_bob D[5]"
+    assert s.intrinsics_for(640, 360).assumed  # a resized stream: this K is not its calibration
+    assert "camera_info is for 1280x720, the image is 640x360" in s.intrinsics_source
+    s.set_camera_info([0.0] * 9, [], "", 1280, 720)
+    assert s.intrinsics_for(1280, 720).assumed and "uncalibrated: K all zero" in s.intrinsics_source
+    with pytest.raises(CameraInfoError, match="non-positive"):
+        s.set_camera_info([-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1], [], "plumb_bob", 1280, 720)
+    assert s.intrinsics_for(1280, 720).assumed and "camera_info invalid" in s.intrinsics_source
+    s.reset()
+    assert not s.has_camera_info and s.intrinsics_source.startswith("none yet")

@@ -44,7 +44,8 @@ def test_arguments_remap_override_and_enable():
     r = {x.description.key: x for x in desc.resolve(
         {"camera_topic": "/cam/image_raw", "audio_topic": "/mic", "backend": "tensorrt", "enable_audio": "false",
          "namespace": "robot1"}, config_dir=ROOT / "config")}
-    assert r["face"].remappings == [("image", "/cam/image_raw"), ("image/compressed", "/cam/image_raw/compressed")]
+    assert r["face"].remappings == [("image", "/cam/image_raw"), ("image/compressed", "/cam/image_raw/compressed"),
+                                    ("camera_info", "/cam/camera_info")]
     assert r["audio"].remappings == [("audio", "/mic")]
     assert r["face"].overrides == {"backend": "tensorrt"} and r["face"].namespace == "robot1"
     assert r["face"].enabled and not r["audio"].enabled

@@ -24,6 +24,7 @@ from typing import Iterator
 
 import pytest
 
+from ros2_cli import pid_alive, pid_environ
 from ros_clients import change_state, get_parameters, get_state, wait_for
 
 pytestmark = pytest.mark.ros
@@ -86,18 +87,8 @@ class LaunchRun:
         return time.monotonic() - t0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
 
 
-def _environ(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        items = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
-    return {k.decode(): v.decode() for k, v in items}
 
 
 @pytest.fixture
@@ -122,7 +113,7 @@ def launch_pipeline(launch_env, models_dir):
             os.killpg(run.proc.pid, signal.SIGKILL)
             run.proc.wait()
         for pid in run.pids().values():
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -144,7 +135,7 @@ def _assert_stopped_cleanly(run: LaunchRun, elapsed: float, executables: set[str
     assert set(pids) == executables, out
     for exe, pid in pids.items():
         assert f"process has finished cleanly [pid {pid}]" in out, out  # exit status 0, not killed
-        assert not _alive(pid), f"{exe} (pid {pid}) is still running: orphaned"
+        assert not pid_alive(pid), f"{exe} (pid {pid}) is still running: orphaned"
     for bad in ("Traceback", "KeyboardInterrupt", "AttributeError", "SIGTERM", "SIGKILL", "has died"):
         assert bad not in out, out
     assert elapsed < 5.0, f"took {elapsed:.1f} s to stop:\n{out}"
@@ -176,7 +167,7 @@ def test_defaults_come_up_active_with_the_yaml_and_the_dds_profile_and_stop_on_o
     pids = run.pids()
     profile = str(ROOT / "config" / "fastdds_large_data.xml")
     for exe, params_file in (("face_pipeline_node", "face_pipeline.yaml"), ("audio_node", "audio.yaml")):
-        env = _environ(pids[exe])
+        env = pid_environ(pids[exe])
         names = profile_env_names()  # the name(s) this distro's Fast DDS reads
         assert {k: env.get(k) for k in names} == dict.fromkeys(names, profile), exe
         with open(f"/proc/{pids[exe]}/cmdline", "rb") as f:
@@ -209,6 +200,9 @@ def test_namespace_remaps_and_overrides_and_a_second_sigint(ros, launch_pipeline
         assert wait_for(lambda: camera.get_subscription_count() == 1 and microphone.get_subscription_count() == 1,
                         timeout=20), run.output  # auto QoS subscribes once a driver publishes
         assert client.count_subscribers("/robot1/image") == 0  # remapped away from the node's own name
+        # camera_info follows the image (image_transport's sibling rule): /cam/image -> /cam/camera_info
+        assert wait_for(lambda: client.count_subscribers("/cam/camera_info") == 1, timeout=20), run.output
+        assert client.count_subscribers("/robot1/camera_info") == 0
         deadline = time.monotonic() + 30
         while not faces and time.monotonic() < deadline:  # the first frames may precede the match
             camera.publish(image_to_msg(astronaut_rgb, "rgb8", "cam", client.get_clock().now().to_msg()))
@@ -217,7 +211,7 @@ def test_namespace_remaps_and_overrides_and_a_second_sigint(ros, launch_pipeline
     from edge_infer.launch_description import DDS_PROFILE_ENVS
 
     for exe, pid in run.pids().items():
-        assert not set(DDS_PROFILE_ENVS) & set(_environ(pid)), exe  # dds_profile:=none
+        assert not set(DDS_PROFILE_ENVS) & set(pid_environ(pid)), exe  # dds_profile:=none
     elapsed = run.interrupt(second_after_s=0.05)
     _assert_stopped_cleanly(run, elapsed, {"face_pipeline_node", "audio_node"})
 

@@ -94,14 +94,15 @@ def test_read_only_parameters_and_bad_values_are_refused_with_a_reason(graph):
     assert not result.successful and graph["face"].pipeline.config.nms_threshold == 0.4
 
 
-def _new_value(p):
-    """A valid value other than the default, for every kind of live parameter."""
+def _new_values(p) -> list:
+    """Values in range other than the default, for every kind of live parameter: the first one the node accepts
+    is used (a parameter checked against another, e.g. fatigue.blink_min_s <= blink_max_s, may refuse one side)."""
     if isinstance(p.default, bool):
-        return not p.default
+        return [not p.default]
     if isinstance(p.default, int):
-        return p.default + 1 if p.default + 1 <= p.int_range[1] else p.default - 1
+        return [v for v in (p.default + 1, p.default - 1) if p.int_range[0] <= v <= p.int_range[1]]
     if isinstance(p.default, float):
-        return (p.default + p.float_range[1]) / 2  # halfway to the upper bound
+        return [(p.default + p.float_range[1]) / 2, (p.default + p.float_range[0]) / 2]  # halfway up, down
     raise AssertionError(f"{p.name}: add a value for {type(p.default).__name__}")
 
 
@@ -109,12 +110,13 @@ def test_every_live_parameter_takes_effect(graph):
     """Each parameter that is not read-only changes what the node does (the config it runs with and its own
     settings equal what the table builds from the new values); then all go back to the defaults."""
     from edge_infer.ros.param_table import (AUDIO_PARAMS, FACE_PARAMS, audio_config, defaults, face_config,
-                                            health_bounds)
+                                            fatigue_config, health_bounds)
 
     face, audio = graph["face"], graph["audio"]
 
     def face_effective() -> tuple:
-        return (face.pipeline.config, face.bounds, face.debug_enabled, face.max_lag_ns)
+        return (face.pipeline.config, face.bounds, face.debug_enabled, face.max_lag_ns, face.publish_tf,
+                face.signals.fatigue.config)
 
     def audio_effective() -> tuple:
         seg = audio.pipeline.segmenter
@@ -125,16 +127,22 @@ def test_every_live_parameter_takes_effect(graph):
                                               (AUDIO, audio, AUDIO_PARAMS, audio_effective)):
         live = [p for p in table if not p.read_only]
         assert live, node_name
+        applied = {}
         for p in live:
             before = effective()
-            _set(graph, node_name, p.name, _new_value(p))
+            for value in _new_values(p):
+                result = set_parameter(graph["client"], node_name, p.name, value)
+                if result.successful:
+                    applied[p.name] = value
+                    break
+                assert effective() == before, f"{node_name} {p.name}: a refused value changed something"
+            assert p.name in applied, f"{node_name} {p.name}: no value accepted ({result.reason})"
             assert effective() != before, f"{node_name} {p.name}: the change had no effect"
-        assert node.values == {**defaults(node.get_name()), **{p.name: _new_value(p) for p in live},
-                               "models_dir": node.values["models_dir"]}
+        assert node.values == {**defaults(node.get_name()), **applied, "models_dir": node.values["models_dir"]}
         assert set_parameters(graph["client"], node_name, {p.name: p.default for p in live}).successful
     v = face.values
     assert face_effective() == (face_config(v), health_bounds(v), v["publish_debug_image"],
-                                int(v["max_stamp_lag_s"] * 1e9))
+                                int(v["max_stamp_lag_s"] * 1e9), v["publish_tf"], fatigue_config(v))
     assert audio.pipeline.config == audio_config(audio.values)
 
 

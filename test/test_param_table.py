@@ -68,3 +68,25 @@ def test_audio_pipeline_logs_and_counts_model_failures(models_dir, monkeypatch, 
     assert pipe.diagnostics()["counters"]["pipeline_errors"] == 3
     errors = [r for r in caplog.records if "model exploded" in r.getMessage()]
     assert len(errors) == 1, "logged once (throttled), counted every time"
+
+
+def test_fatigue_parameters_come_from_fatigue_config() -> None:
+    """Every fatigue.<name> parameter has FatigueConfig's default, description and range; combinations the
+    ranges cannot catch are refused by fatigue_config (the node: at start-up and on a live change)."""
+    from dataclasses import fields
+
+    from edge_infer.errors import ConfigError
+    from edge_infer.pipeline.fatigue import FatigueConfig
+    from edge_infer.ros.param_table import FACE_PARAMS, FATIGUE_FIELDS, fatigue_config
+
+    meta = {f.name: f for f in fields(FatigueConfig)}
+    table = {p.name: p for p in FACE_PARAMS}
+    for name in FATIGUE_FIELDS:
+        p = table[f"fatigue.{name}"]
+        assert not p.read_only and p.default == meta[name].default and isinstance(p.default, float)
+        assert p.float_range == meta[name].metadata["range"] and p.description == meta[name].metadata["description"]
+    assert not table["publish_tf"].read_only and table["publish_tf"].default is True
+    assert fatigue_config(defaults(FACE_NODE)) == FatigueConfig()
+    assert fatigue_config(defaults(FACE_NODE) | {"fatigue.window_s": 30.0}).window_s == 30.0
+    with pytest.raises(ConfigError, match="blink_min_s=0.9 is above blink_max_s=0.5"):
+        fatigue_config(defaults(FACE_NODE) | {"fatigue.blink_min_s": 0.9})

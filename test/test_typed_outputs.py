@@ -211,6 +211,48 @@ def test_json_output_off_means_no_json_publisher(ros):
         node.destroy_node()
 
 
+def test_face_transforms_follow_the_head_poses_and_need_a_frame_id(ros, group):
+    """face_<id> in the header's frame, gaze_<id> in face_<id>, one pair per face with a head pose, the input
+    stamp; a face without a pose has none; an image without frame_id gets no frames (one warning)."""
+    from rclpy.node import Node
+
+    from edge_infer.pipeline.face_signals import FaceSignals
+    from edge_infer.pipeline.head_pose import GAZE_IN_FACE
+    from edge_infer.ros.typed.head_frames import HeadPoseFrames, face_transforms
+
+    frame, result = group
+    FaceSignals().annotate(result, 5.0)
+    assert all(f.head_pose is not None and f.fatigue is not None for f in result.faces)
+    transforms = face_transforms(_header(7, 8, "camera_optical"), result)
+    assert len(transforms) == 12
+    for face, (t_face, t_gaze) in zip(result.faces, zip(transforms[::2], transforms[1::2])):
+        assert (t_face.header.frame_id, t_face.child_frame_id) == ("camera_optical", f"face_{face.id}")
+        assert (t_gaze.header.frame_id, t_gaze.child_frame_id) == (f"face_{face.id}", f"gaze_{face.id}")
+        assert (t_face.header.stamp.sec, t_face.header.stamp.nanosec) == (7, 8) == (t_gaze.header.stamp.sec,
+                                                                                   t_gaze.header.stamp.nanosec)
+        v, q = t_face.transform.translation, t_face.transform.rotation
+        assert (v.x, v.y, v.z) == pytest.approx(face.head_pose.translation)
+        assert (q.x, q.y, q.z, q.w) == pytest.approx(face.head_pose.rotation)
+        r = t_gaze.transform.rotation
+        assert (r.x, r.y, r.z, r.w) == pytest.approx(GAZE_IN_FACE)
+    pose, result.faces[0].head_pose = result.faces[0].head_pose, None
+    try:
+        assert len(face_transforms(_header(7), result)) == 10  # no pose: no frames for that face
+    finally:
+        result.faces[0].head_pose = pose
+    node = Node("typed_tf")
+    warnings: list[str] = []
+    try:
+        frames = HeadPoseFrames(node)
+        node.get_logger = lambda: type("L", (), {"warning": lambda self, text, **_: warnings.append(text)})()
+        assert frames.publish(_header(9, 0, ""), result) == 0 and frames.publish(_header(10, 0, ""), result) == 0
+        assert len(warnings) == 1 and "empty header.frame_id" in warnings[0]
+        assert frames.publish(_header(11), result) == 12
+        frames.close()
+    finally:
+        node.destroy_node()
+
+
 # ------------------------------------------------------------------------------------------ another process
 class ListenerProcess:
     """test/typed_listener.py in its own process; its JSON lines collected by a reader thread."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from edge_infer.models import emotion as emotion_model
 from edge_infer.models import face_mesh, retinaface
 from edge_infer.pipeline.frames import Frame
 from edge_infer.pipeline.latency import FrameTimer
+
+if TYPE_CHECKING:  # annotations only: face_signals.py fills these in after process()
+    from edge_infer.pipeline.fatigue import FatigueSignals
+    from edge_infer.pipeline.head_pose import HeadPose
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,9 @@ class Face:
     mesh: np.ndarray | None = None  # [468,3] image pixels (z in x's unit)
     mesh_confidence: float | None = None
     id: str = ""  # stable while the face is tracked; a valid ROS name token (ROS4HRI topic names use it)
+    # set by edge_infer.pipeline.face_signals.FaceSignals (the node's worker, after process()); None: not computed
+    head_pose: "HeadPose | None" = None  # in the camera's optical frame (needs the mesh and intrinsics)
+    fatigue: "FatigueSignals | None" = None  # this face's eye / mouth signals at this frame's stamp
 
 
 @dataclass

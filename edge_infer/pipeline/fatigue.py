@@ -420,6 +420,14 @@ class FatigueTracker:
     def reset(self) -> None:
         self._faces.clear()
 
+    def retain(self, face_ids: Iterable[str]) -> None:
+        """Forget every face not in ``face_ids`` now. For a caller whose ids are never reused (the face node):
+        a face that left the image will not come back under its id, so its state is dropped at once instead of
+        after ``forget_after_s``."""
+        keep = set(face_ids)
+        for face_id in [i for i in self._faces if i not in keep]:
+            del self._faces[face_id]
+
     def update(self, stamp_s: float, faces: Iterable[Any]) -> dict[str, FatigueSignals]:
         stamp = float(stamp_s)
         if not math.isfinite(stamp):

@@ -10,7 +10,7 @@ This module is plain data (no rclpy) so launch tooling and tests can read it wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from edge_infer.backends import ONNX_BACKEND_NAMES
@@ -18,7 +18,9 @@ from edge_infer.backends.tensorrt.cache import POLICIES as ENGINE_BUILD_POLICIES
 from edge_infer.pipeline.audio_pipeline import AudioPipelineConfig, VadConfig
 from edge_infer.pipeline.audio_stream import CHUNK_SAMPLES_CEILING, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, \
     StreamConfig
+from edge_infer.errors import ConfigError
 from edge_infer.pipeline.face_pipeline import FaceConfig
+from edge_infer.pipeline.fatigue import FatigueConfig
 from edge_infer.pipeline.frames import MAX_IMAGE_PIXELS, PIXEL_CEILING
 from edge_infer.pipeline.stream_health import HealthBounds
 
@@ -68,6 +70,27 @@ _COMMON = (
           "`ros2 lifecycle set <node> configure` / activate.", read_only=True),
 )
 
+#: FatigueConfig fields that are node parameters ``fatigue.<name>`` (live). Not parameters: ``forget_after_s`` and
+#: ``max_faces`` (the node drops a face's state in the frame its id leaves, and holds at most ``max_faces`` faces)
+#: and ``max_samples`` (a memory bound, not a setting of the signals).
+FATIGUE_FIELDS = ("blink_closure", "closure_hysteresis", "blink_min_s", "blink_max_s", "window_s", "perclos_closure",
+                  "ear_open_quantile", "ear_open_floor", "min_observed_s", "mar_yawn", "mar_hysteresis",
+                  "yawn_min_s", "max_gap_s", "min_mesh_confidence")
+FATIGUE_PREFIX = "fatigue."
+
+
+def _fatigue_params() -> tuple[Param, ...]:
+    """The fatigue parameters with FatigueConfig's defaults, descriptions and ranges (its field metadata)."""
+    by_name = {f.name: f for f in fields(FatigueConfig)}
+    out = []
+    for name in FATIGUE_FIELDS:
+        f = by_name[name]
+        low, high = f.metadata["range"]
+        out.append(Param(FATIGUE_PREFIX + name, float(f.default), f.metadata["description"],
+                         float_range=(float(low), float(high))))
+    return tuple(out)
+
+
 FACE_NODE = "face_pipeline"
 FACE_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("backend", "auto", "Inference runtime; auto = TensorRT with a GPU, else ONNX Runtime with the face mesh "
@@ -97,6 +120,8 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("publish_cropped", True, "Publish per-face cropped and aligned images (built only while subscribed).",
           read_only=True),
     Param("subscribe_compressed", False, "Also subscribe image/compressed.", read_only=True),
+    Param("publish_tf", True, "Estimate each face's head pose from its mesh (solvePnP, camera_info intrinsics) and "
+          "publish the REP-155 frames face_<id> and gaze_<id> on /tf; false: no pose work (head_pose null)."),
     Param("max_image_pixels", MAX_IMAGE_PIXELS, "Largest width*height of an input image (raw, or a PNG/JPEG "
           "header, checked before decoding); larger ones are dropped and counted as bad_too_large. Read-only: "
           "the parameter services are open to the whole DDS domain (without SROS2).", read_only=True,
@@ -115,7 +140,7 @@ FACE_PARAMS: tuple[Param, ...] = _COMMON + (
     Param("input_qos.depth", 5, "Input QoS history depth. Small on purpose: the node's one-frame slot drops (and "
           "counts) stale frames; a depth of 1 would let DDS replace frames uncounted while a callback runs.",
           read_only=True, int_range=(1, 100)),
-)
+) + _fatigue_params()
 
 AUDIO_NODE = "audio_node"
 AUDIO_PARAMS: tuple[Param, ...] = _COMMON + (
@@ -170,6 +195,17 @@ def face_config(v: dict[str, Any]) -> FaceConfig:
                       redetect_size=((int(v["redetect_width"]), int(v["redetect_height"]))
                                      if v["redetect_width"] and v["redetect_height"] else None),
                       full_detect_every=int(v["full_detect_every"]))
+
+
+def fatigue_config(v: dict[str, Any]) -> FatigueConfig:
+    """The fatigue tracker's config from parameter values; ConfigError (the reason) for values that do not go
+    together (e.g. blink_min_s above blink_max_s), which the table's ranges alone cannot catch."""
+    config = FatigueConfig(**{name: float(v[FATIGUE_PREFIX + name]) for name in FATIGUE_FIELDS})
+    try:
+        config.check()
+    except ValueError as e:
+        raise ConfigError(f"fatigue parameters: {e}") from None
+    return config
 
 
 def health_bounds(v: dict[str, Any]) -> HealthBounds:

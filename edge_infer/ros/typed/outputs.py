@@ -1,5 +1,5 @@
-"""All result topics of the face node behind one call: typed messages (vision_msgs, ROS4HRI) and the JSON
-mirror, each with the input image's header.
+"""All result topics of the face node behind one call: typed messages (vision_msgs, ROS4HRI, the face/gaze
+frames on /tf), the ``~/fatigue`` JSON and the ``~/faces`` JSON mirror, each with the input image's header.
 
 The node calls :meth:`TypedFaceOutputs.publish` once per processed frame. The interface packages are
 optional at run time: where vision_msgs or hri_msgs is not installed (a robot without the apt package),
@@ -15,9 +15,10 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from edge_infer.pipeline.face_pipeline import FaceFrameResult
-from edge_infer.pipeline.face_results import face_result_to_json
+from edge_infer.pipeline.face_results import face_result_to_json, fatigue_to_json
 from edge_infer.pipeline.frames import Frame
 from edge_infer.ros.output_publisher import output_publisher
+from edge_infer.ros.typed.head_frames import HeadPoseFrames
 
 #: interface package -> (what it enables, its apt package); ``$ROS_DISTRO`` is filled in when set
 OPTIONAL_PACKAGES = {
@@ -48,7 +49,9 @@ class TypedFaceOutputs:
     ``ros4hri``: the /humans/faces topics (needs hri_msgs). ``json_output``: the ``~/faces`` JSON mirror
     (std_msgs/String, carries the 468-point mesh); off: no JSON work at all. ``publish_cropped``: the
     per-face ``cropped`` / ``aligned`` images (built only while subscribed). ``~/detections`` is always on
-    where vision_msgs is installed. ``score_threshold`` goes into LabelInfo.
+    where vision_msgs is installed. ``score_threshold`` goes into LabelInfo. ``/tf`` (tf2_msgs, every ROS
+    install has it) carries face_<id> / gaze_<id> of the faces that have a head pose; ``~/fatigue`` (JSON,
+    schema ``edge_infer/fatigue``) each face's fatigue signals and head pose, built only while subscribed.
     """
 
     def __init__(self, node: Node, *, ros4hri: bool = True, json_output: bool = True, publish_cropped: bool = True,
@@ -69,14 +72,20 @@ class TypedFaceOutputs:
 
             self.hri = Ros4HriOutputs(node, publish_cropped, face_size, hri_namespace)
         self.json_pub = output_publisher(node, String, "~/faces", 10) if json_output else None
+        self.frames = HeadPoseFrames(node)
+        self.fatigue_pub = output_publisher(node, String, "~/fatigue", 10)
 
     def publish(self, header, result: FaceFrameResult, frame: Frame | None = None, backend: str = "",
                 latency_ms: dict[str, float] | None = None) -> None:
         """Every enabled output of one frame; ``header`` is the input image's (stamp and frame_id)."""
+        self.frames.publish(header, result)  # first: a TF listener can look a face up when its topics arrive
         if self.vision is not None:
             self.vision.publish(header, result)
         if self.hri is not None:
             self.hri.publish(header, result, frame)
+        if self.fatigue_pub.get_subscription_count():
+            self.fatigue_pub.publish(String(data=fatigue_to_json(result, header.stamp.sec, header.stamp.nanosec,
+                                                                 header.frame_id)))
         if self.json_pub is not None and self.json_pub.get_subscription_count():
             self.json_pub.publish(String(data=face_result_to_json(
                 result, header.stamp.sec, header.stamp.nanosec, header.frame_id, backend, latency_ms or {})))
@@ -97,6 +106,9 @@ class TypedFaceOutputs:
         for part in (self.vision, self.hri):
             if part is not None:
                 part.close()
-        if self.json_pub is not None:
-            self.node.destroy_publisher(self.json_pub)
-        self.vision = self.hri = self.json_pub = None
+        for pub in (self.json_pub, self.fatigue_pub):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+        if self.frames is not None:
+            self.frames.close()
+        self.vision = self.hri = self.json_pub = self.fatigue_pub = self.frames = None
