@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # inherited (make run from inside one venv's python), would make the other venv load the wrong libraries.
 unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
-.PHONY: demo test test-kilted test-jazzy venv venv-jazzy ros-env ros-env-jazzy models sysdeps bench bench-env vermin \
+.PHONY: demo ui test test-kilted test-jazzy venv venv-jazzy ros-env ros-env-jazzy models sysdeps bench bench-env vermin \
         lock gpu-check clean
 
 # ---- venvs: re-install only when a requirement, a lock or setup.py changed (second run: no pip at all)
@@ -59,8 +59,9 @@ ros-env-jazzy: $(JAZZY_STAMP)
 	$(call make_ros_env,$(JAZZY_PY),build/jazzy)
 
 # Debian packages: speech synthesizers for the audio tests and demo (flite's voices trigger the "hey jarvis"
-# model; espeak-ng gives other voices for negatives), and the toolchain that builds the interface packages.
-SYSPKGS := espeak-ng flite cmake make gcc g++
+# model; espeak-ng gives other voices for negatives), the toolchain that builds the interface packages, and chromium
+# for the web page's browser test (Playwright launches it by path; Playwright's own browser download is never used).
+SYSPKGS := espeak-ng flite cmake make gcc g++ chromium
 sysdeps:
 	@missing=""; for p in $(SYSPKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -73,6 +74,11 @@ models: $(STAMP)
 
 demo: sysdeps ros-env models
 	$(VENV)/bin/edge-infer demo --models-dir "$(EDGE_INFER_MODELS)"
+
+# The web page + REST API (edge_infer/web): http://127.0.0.1:8080/ (on a robot: ssh -L 8080:127.0.0.1:8080 robot);
+# UI_ARGS="--host 0.0.0.0 --token-file F" to serve it on the network (a token is then required)
+ui: ros-env models
+	$(VENV)/bin/edge-infer ui --models-dir "$(EDGE_INFER_MODELS)" $(UI_ARGS)
 
 # The full suite on Kilted (vermin's Python 3.10 check included), then the ROS tests again on Jazzy: tests
 # using the `ros` fixture are marked `ros` by test/conftest.py; others that start ROS processes mark themselves.

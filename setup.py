@@ -26,7 +26,11 @@ setup(
     # the TensorRT backend's CUDA layer on a robot: cuda-python with the platform's CUDA major
     # (JetPack 6 = CUDA 12: pip install .[cuda12]); TensorRT itself comes from JetPack / NVIDIA's index
     # "test": what `colcon test` runs (setuptools >= 72 dropped tests_require and warned on every colcon build)
-    extras_require={"cuda12": ["cuda-bindings>=12,<13"], "cuda13": ["cuda-bindings>=13,<14"], "test": ["pytest"]},
+    extras_require={"cuda12": ["cuda-bindings>=12,<13"], "cuda13": ["cuda-bindings>=13,<14"], "test": ["pytest"],
+                    # `edge-infer ui` (the web page + REST API); pinned in requirements-common.txt
+                    "ui": ["fastapi>=0.115", "uvicorn>=0.30", "python-multipart>=0.0.18"]},
+    # the web page's static files (edge-infer ui): shipped in wheels and colcon installs, not only in a checkout
+    package_data={"edge_infer.web": ["static/*"]},
     zip_safe=True,
     maintainer="edge_infer maintainers",
     maintainer_email="edge-infer@example.com",

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from edge_infer.errors import EdgeInferError
 
-COMMAND_MODULES = ["zoo", "demo", "build", "bench", "bundle", "selftest", "export", "import_", "sanitize", "quantize", "validate", "inspect", "convert_all", "bag", "run"]
+COMMAND_MODULES = ["zoo", "demo", "build", "bench", "bundle", "selftest", "export", "import_", "sanitize", "quantize", "validate", "inspect", "convert_all", "bag", "run", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:

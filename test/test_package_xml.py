@@ -83,6 +83,12 @@ NO_ROSDEP_KEY: dict[str, str] = {
     "tensorrt": "comes with JetPack (python3-libnvinfer)",
     "pycuda": "comes with JetPack / pip, TensorRT backend only",
     "cuda": "cuda-python (pip install .[cuda12]), TensorRT backend only",
+    # the web page + REST API (`edge-infer ui`): an optional extra (pip install .[ui]); the nodes never import it
+    "fastapi": "optional extra [ui] (edge-infer ui), pip",
+    "pydantic": "optional extra [ui] (edge-infer ui), pip",
+    "python_multipart": "optional extra [ui] (edge-infer ui), pip",
+    "uvicorn": "optional extra [ui] (edge-infer ui), pip",
+    "starlette": "optional extra [ui] (edge-infer ui), pip",
 }
 
 #: what an import implies beyond its own package: rclpy.lifecycle nodes serve lifecycle_msgs services
