@@ -484,8 +484,11 @@ def test_robot_page_sees_and_drives_a_real_face_node(tmp_path, models_dir):
             "--topic", "/image", "--wait-subscribers", "20"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         try:
-            rate = wait_until(lambda: (n := face()) and float(n["diagnostics"].get("input_rate_hz", 0)) > 1 and n, 60, 0.5)
-            assert rate and rate["level"] in ("OK", "WARN") and int(rate["diagnostics"]["inputs"]) > 0, face()
+            rate = wait_until(lambda: (n := face()) and float(n["diagnostics"].get("input_rate_hz", 0)) > 1 and n, 90, 0.5)
+            assert rate, (json.dumps(face(), indent=1), (tmp_path / "node.log").read_text()[-2000:])
+            # the level is the node's own health verdict (a loaded machine may make it WARN or ERROR on latency):
+            # the page shows whichever it is
+            assert rate["level"] in ("OK", "WARN", "ERROR") and int(rate["diagnostics"]["inputs"]) > 0, rate
             first = c.get("/api/robot/nodes/face_pipeline/debug_image", headers=auth)
             assert first.status_code in (200, 204)
             jpeg = wait_until(lambda: (r := c.get("/api/robot/nodes/face_pipeline/debug_image",
