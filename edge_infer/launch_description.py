@@ -14,6 +14,8 @@ Launch arguments (``name:=value`` on the ``ros2 launch`` command line, ``--name`
 argument                  default       meaning
 ========================  ============  ==========================================================
 ``camera_topic``          ``image``     topic the face node's ``image`` input is remapped to (``camera_info``: its sibling)
+``cameras``               ``""``        the face node's cameras, e.g. ``[head,left,right]`` (``""`` = the YAML value,
+                                        one camera on ``camera_topic``); each named camera reads ``<name>/image``
 ``audio_topic``           ``audio``     topic the audio node's ``audio`` input is remapped to
 ``backend``               ``""``        inference runtime override (``""`` = keep the YAML value)
 ``models_dir``            ``""``        models directory override (``""`` = keep the YAML value)
@@ -83,6 +85,9 @@ class NodeDescription:
 
 LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("camera_topic", "image", "Camera image topic (sensor_msgs/Image) for the face pipeline."),
+    LaunchArgument("cameras", "", "The face node's cameras, e.g. [head,left,right]: one node, one copy of the models, "
+                   "inputs <name>/image and <name>/camera_info, outputs ~/<name>/detections... ('' = YAML: one "
+                   "camera on camera_topic)."),
     LaunchArgument("audio_topic", "audio", "Audio chunk topic for the audio node."),
     LaunchArgument("backend", "", "Inference backend override: onnxruntime | tensorrt | torch | auto ('' = YAML)."),
     LaunchArgument("models_dir", "", "Models directory override ('' = YAML, then $EDGE_INFER_MODELS / user cache)."),
@@ -110,7 +115,8 @@ NODES: tuple[NodeDescription, ...] = (
                     module="edge_infer.ros.face_node", class_name="FacePipelineNode",
                     params_file="face_pipeline.yaml", input_topic="image", topic_argument="camera_topic",
                     extra_remaps=(("image/compressed", "/compressed"),),
-                    sibling_remaps=(("camera_info", "camera_info"),)),
+                    sibling_remaps=(("camera_info", "camera_info"),),
+                    overrides=("backend", "models_dir", "autostart", "cameras")),
     NodeDescription(key="audio", executable="audio_node", name="audio_node",
                     module="edge_infer.ros.audio_node", class_name="AudioNode",
                     params_file="audio.yaml", input_topic="audio", topic_argument="audio_topic"),
@@ -223,8 +229,17 @@ def remappings(node: NodeDescription, arguments: Mapping[str, str]) -> list[tupl
     return [(a, b) for a, b in out if a != b]
 
 
+def camera_list(value: str) -> list[str]:
+    """``[head,left]``, ``head,left`` or ``['head', 'left']`` -> ['head', 'left'] (the node checks the names and
+    refuses bad ones with the reason)."""
+    text = str(value).strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return [part.strip().strip("'\"") for part in text.split(",")]
+
+
 #: launch arguments (strings) whose parameter is not a string: the typed value, so rclpy accepts the override
-_OVERRIDE_TYPES = {"autostart": is_true}
+_OVERRIDE_TYPES = {"autostart": is_true, "cameras": camera_list}
 
 
 def parameter_overrides(node: NodeDescription, arguments: Mapping[str, str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`ros2 launch edge_infer pipeline.launch.py [camera_topic:=...] [audio_topic:=...] [backend:=...]
+"""`ros2 launch edge_infer pipeline.launch.py [camera_topic:=...] [cameras:=[head,left]] [audio_topic:=...] [backend:=...]
 [models_dir:=...] [enable_face:=true|false] [enable_audio:=true|false] [namespace:=...]
 [dds_profile:=large_data|none|PATH] [autostart:=true|false] [enclave:=/edge_infer]`
 

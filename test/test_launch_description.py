@@ -39,8 +39,8 @@ def test_both_nodes_with_parameter_files_and_executables():
 
 def test_arguments_remap_override_and_enable():
     names = {a.name for a in desc.LAUNCH_ARGUMENTS}
-    assert names == {"camera_topic", "audio_topic", "backend", "models_dir", "enable_face", "enable_audio", "namespace",
-                     "dds_profile", "autostart", "enclave"}
+    assert names == {"camera_topic", "cameras", "audio_topic", "backend", "models_dir", "enable_face", "enable_audio",
+                     "namespace", "dds_profile", "autostart", "enclave"}
     r = {x.description.key: x for x in desc.resolve(
         {"camera_topic": "/cam/image_raw", "audio_topic": "/mic", "backend": "tensorrt", "enable_audio": "false",
          "namespace": "robot1"}, config_dir=ROOT / "config")}
@@ -53,6 +53,10 @@ def test_arguments_remap_override_and_enable():
     assert defaults["face"].remappings == [] and defaults["face"].overrides == {}  # '' keeps the YAML values
     off = desc.resolve({"autostart": "false"}, config_dir=ROOT / "config")
     assert all(x.overrides == {"autostart": False} for x in off)  # typed: rclpy refuses a string for a bool
+    # cameras:=[head,left] is the face node's string array (the audio node has no cameras)
+    several = {x.description.key: x for x in desc.resolve({"cameras": "[head, left]"}, config_dir=ROOT / "config")}
+    assert several["face"].overrides == {"cameras": ["head", "left"]} and several["audio"].overrides == {}
+    assert desc.camera_list("head,'left'") == ["head", "left"]
     with pytest.raises(ValueError):
         desc.resolve({"no_such_argument": "1"})
     with pytest.raises(ValueError):

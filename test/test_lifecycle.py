@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -85,7 +86,7 @@ def test_transitions_through_the_lifecycle_services(face_graph, astronaut_rgb):
         time.sleep(0.1)
     time.sleep(0.5)
     assert node.stats.outputs == outputs and len(g["faces"]) == n_faces
-    assert node._worker is None  # the inference thread is gone: no CPU time while inactive
+    assert node._workers == () and not [t for t in threading.enumerate() if t.name.startswith("face_pipeline_worker")]  # the inference threads are gone: no CPU time while inactive
 
     assert change_state(client, name, "activate")  # and back: a new stream
     assert wait_for(lambda: _image_subscribers(g) == 1)
@@ -110,7 +111,7 @@ def test_shutdown_from_active_stops_everything(face_graph):
     assert wait_for(lambda: _image_subscribers(g) == 1)
     assert change_state(client, name, "shutdown")
     assert get_state(client, name) == "finalized"
-    assert node.pipeline is None and node._worker is None and _image_subscribers(g) == 0
+    assert node.pipeline is None and node._workers == () and _image_subscribers(g) == 0
 
 
 def test_configure_failure_is_reported_and_the_node_stays_unconfigured(ros, models_dir):

@@ -103,6 +103,10 @@ def _new_values(p) -> list:
         return [v for v in (p.default + 1, p.default - 1) if p.int_range[0] <= v <= p.int_range[1]]
     if isinstance(p.default, float):
         return [(p.default + p.float_range[1]) / 2, (p.default + p.float_range[0]) / 2]  # halfway up, down
+    if p.choices:
+        return [c for c in p.choices if c != p.default]
+    if p.name == "cameras":  # the one camera on the node's topics -> two named cameras (and back at the end)
+        return [["live_a", "live_b"]]
     raise AssertionError(f"{p.name}: add a value for {type(p.default).__name__}")
 
 
@@ -116,7 +120,8 @@ def test_every_live_parameter_takes_effect(graph):
 
     def face_effective() -> tuple:
         return (face.pipeline.config, face.bounds, face.debug_enabled, face.max_lag_ns, face.publish_tf,
-                face.signals.fatigue.config)
+                face.signals.fatigue.config, tuple(face.cameras), tuple(face.slots.cameras), face.batching,
+                face.batch_timeout_s)
 
     def audio_effective() -> tuple:
         seg = audio.pipeline.segmenter
@@ -142,7 +147,9 @@ def test_every_live_parameter_takes_effect(graph):
         assert set_parameters(graph["client"], node_name, {p.name: p.default for p in live}).successful
     v = face.values
     assert face_effective() == (face_config(v), health_bounds(v), v["publish_debug_image"],
-                                int(v["max_stamp_lag_s"] * 1e9), v["publish_tf"], fatigue_config(v))
+                                int(v["max_stamp_lag_s"] * 1e9), v["publish_tf"], fatigue_config(v),
+                                tuple(v["cameras"]), tuple(v["cameras"]), v["batching"],
+                                v["batch_timeout_ms"] / 1e3)
     assert audio.pipeline.config == audio_config(audio.values)
 
 

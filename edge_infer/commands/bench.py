@@ -158,6 +158,66 @@ def _drivers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_cameras(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("cameras", help="N cameras (own processes, 720p, 15 Hz) on ONE face node vs N separate face "
+                        "nodes, in one run: per-camera rate and end to end, aggregate results/s, node RSS, goals")
+    p.add_argument("--n", default="1,2,4", help="camera counts, comma separated (default 1,2,4)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per case (default 20)")
+    p.add_argument("--warmup-seconds", type=float, default=2.0,
+                   help="played after every camera's first result, before measuring (default 2)")
+    p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz (default 15)")
+    p.add_argument("--size", default="1280x720", help="camera frame size WxH (default 1280x720)")
+    p.add_argument("--qos", default="reliable", choices=("reliable", "best_effort", "sensor"),
+                   help="the cameras' publisher QoS (default reliable)")
+    p.add_argument("--faces", type=int, default=1, help="faces per frame (0: the demo sequence of 1, 2 and 4)")
+    p.add_argument("--backend", default=None, help="the nodes' backend (default: the node's own, auto; GPU: torch)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="another node parameter, as -p NAME:=VALUE (e.g. batch_cameras=false, batch_timeout_ms=0.0)")
+    p.add_argument("--cases", default="one_node,separate_nodes", help="which cases, comma separated")
+    p.add_argument("--log-dir", default=None, help="node logs here (default: a new temporary directory)")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    add_models_dir(p)
+    add_json(p)
+    p.set_defaults(func=_cameras)
+
+
+def _node_params(items: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` -> {NAME: VALUE}; the value goes to the node as written (ROS parses it: 0.0 a
+    double, false a bool, [a, b] an array)."""
+    out = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param expects NAME=VALUE, got '{it}'")
+        out[name.strip()] = value
+    return out
+
+
+def _cameras(args: argparse.Namespace) -> int:
+    from edge_infer.fileio import atomic_write_json
+    from edge_infer.ros.camera_bench import CASES, CamerasBenchConfig, format_report, run_cameras_bench
+
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    if not cases or set(cases) - set(CASES):
+        raise ConfigError(f"--cases: choose from {','.join(CASES)}, got {args.cases!r}")
+    try:
+        ns = tuple(int(x) for x in args.n.split(",") if x.strip())
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--n expects counts like 1,2,4 and --size WxH, got {args.n!r} / {args.size!r}") from None
+    if not ns or min(ns) < 1:
+        raise ConfigError(f"--n: camera counts must be >= 1, got {args.n!r}")
+    config = CamerasBenchConfig(ns=ns, seconds=args.seconds, rate_hz=args.rate, size=(w, h), qos=args.qos,
+                                faces=args.faces, backend=args.backend, params=_node_params(args.param),
+                                cases=cases, warmup_extra_s=args.warmup_seconds)
+    report = run_cameras_bench(models_dir(args), config, log_dir=args.log_dir, progress=not args.json)
+    if args.out:
+        atomic_write_json(Path(args.out), report)
+    emit(args, report, format_report(report) + (f"\nwrote {args.out}" if args.out else ""))
+    failed = [r for r in report["runs"] if "error" in r]
+    return 1 if failed else 0
+
+
 def _register_bag(bsub: argparse._SubParsersAction) -> None:
     from edge_infer.commands.bag import register_bench_bag  # `bench bag`: arguments and runner live with the bag verbs
 
@@ -166,7 +226,7 @@ def _register_bag(bsub: argparse._SubParsersAction) -> None:
 
 # Each entry adds one `bench` sub-verb; add yours here (bench pipeline / audio / bag).
 SUBVERBS: list[Callable[[argparse._SubParsersAction], None]] = [_register_model, _register_pipeline, _register_audio,
-                                                                _register_bag, _register_drivers]
+                                                                _register_bag, _register_drivers, _register_cameras]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,9 +21,11 @@ face that leaves the image (or is missed for one frame) comes back with a new id
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generator, TypeVar
 
 import numpy as np
 
@@ -165,6 +167,65 @@ def colour_view(frame: Frame) -> tuple[np.ndarray, str]:
     return frame.rgb(), "rgb"
 
 
+#: the detector outputs every stage reads (box offsets, scores, keypoints)
+DETECTOR_OUTPUTS = [retinaface.LOC, retinaface.CONF, retinaface.LANDMARKS]
+T = TypeVar("T")
+#: a stage of a frame: yields the model calls it needs, is sent their outputs, returns its value
+Steps = Generator["ModelCall", dict, T]
+
+
+@dataclass
+class ModelCall:
+    """One model run a frame's stage asks for; whoever drives the stage runs it and sends back the outputs.
+
+    Why the stages ask instead of calling the backend: one face node serves several cameras, and the calls of
+    their frames for the same model (the detector, or the mesh over all faces of all cameras) run as one batch
+    (:mod:`edge_infer.pipeline.face_batch`). ``stage`` is the latency stage the run's time goes to.
+    """
+
+    stage: str  # "detector" | "mesh" | "emotion"
+    backend: Backend
+    feeds: dict[str, np.ndarray]  # batch axis first
+    output_names: list[str] | None = None
+
+    @property
+    def batch(self) -> int:
+        return int(next(iter(self.feeds.values())).shape[0])
+
+
+def run_steps(steps: "Steps[T]", timer: FrameTimer) -> T:
+    """Drive one frame's stages alone: each model call runs as it comes (its time on ``timer``)."""
+    try:
+        call = next(steps)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                out = call.backend.run(call.feeds, call.output_names)
+            except Exception as e:  # the stage may handle it (a detector that does not take the small size)
+                timer.add(call.stage, (time.perf_counter() - t0) * 1e3)
+                call = steps.throw(e)
+                continue
+            timer.add(call.stage, (time.perf_counter() - t0) * 1e3)
+            call = steps.send(out)
+    except StopIteration as done:
+        return done.value
+
+
+def batch_profile(profile: dict, cameras: int) -> dict:
+    """A zoo TensorRT profile whose largest batch (dim 0 of ``max``) is ``cameras`` times the zoo's: one engine
+    takes every camera's frames (detector) or faces (mesh, emotion) in one call. Both profile forms: {min, opt,
+    max} and {input: {min, opt, max}}."""
+    if cameras <= 1:
+        return profile
+
+    def scaled(p: dict) -> dict:
+        return {**p, "max": [int(p["max"][0]) * cameras, *p["max"][1:]]}
+
+    if all(k in profile for k in ("min", "opt", "max")):
+        return scaled(profile)
+    return {name: scaled(p) if isinstance(p, dict) and "max" in p else p for name, p in profile.items()}
+
+
 class FaceIds:
     """Issues face ids (``f00001``, ``f00002``, ...) that are never reused by their owner.
 
@@ -175,10 +236,12 @@ class FaceIds:
 
     def __init__(self) -> None:
         self.issued = 0
+        self._lock = threading.Lock()  # the face node's workers (one per core) draw from one counter
 
     def next(self) -> str:
-        self.issued += 1
-        return f"f{self.issued:05d}"
+        with self._lock:
+            self.issued += 1
+            return f"f{self.issued:05d}"
 
 
 class FacePipeline:
@@ -199,7 +262,9 @@ class FacePipeline:
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, backend: str = "onnxruntime", config: FaceConfig | None = None,
-                        ids: FaceIds | None = None, **backend_options) -> "FacePipeline":
+                        ids: FaceIds | None = None, cameras: int = 1, **backend_options) -> "FacePipeline":
+        """The three models from the zoo's files. ``cameras``: how many cameras' frames one call may carry
+        (TensorRT engines get that many times the zoo profile's largest batch, built once)."""
         from edge_infer.models.spec import load_zoo
 
         config = config or FaceConfig()
@@ -211,14 +276,19 @@ class FacePipeline:
             if not path.is_file():
                 raise MissingFileError(f"model '{name}' not found at {path}: run `edge-infer zoo fetch`")
             options = dict(backend_options)
-            if backend in ("tensorrt", "auto") and spec.profile:
-                options.setdefault("spec_profile", spec.profile)  # engine optimization profile from the zoo
+            if backend in ("tensorrt", "auto") and spec.profile:  # engine optimization profile from the zoo
+                options.setdefault("spec_profile", batch_profile(spec.profile, cameras))
             if backend == "auto" and spec.litert is not None:  # TFLite origin: LiteRT when auto finds no GPU
                 options.update(litert_model=str(spec.litert.path(Path(models_dir))), litert_names=spec.litert.names)
             return create_backend(backend, str(path), **options)
 
         return cls(load("face_detector"), load("emotion") if config.enable_emotion else None,
                    load("face_mesh") if config.enable_mesh else None, config, ids)
+
+    def for_camera(self) -> "FacePipeline":
+        """A pipeline for another camera of the same node: the same models (one copy in memory, one engine each),
+        the same config values and the same id counter (ids unique across cameras), its own tracking state."""
+        return FacePipeline(self.detector, self.emotion, self.mesh, replace(self.config), self.ids)
 
     def backends(self) -> dict[str, str]:
         """model -> runtime of every loaded model (what ``~/rebuild_engines`` and diagnostics report)."""
@@ -238,48 +308,52 @@ class FacePipeline:
         self._previous = []
 
     # ------------------------------------------------------------------------------------------ stages
-    def _detect(self, frame: Frame, timer: FrameTimer, small: bool = False) -> retinaface.Detections:
+    # Each stage is a generator: it prepares its inputs, yields one ModelCall and receives that model's outputs
+    # (see edge_infer.pipeline.face_batch, which runs the calls of several cameras' frames as one batch).
+    def _detect(self, frame: Frame, timer: FrameTimer, small: bool = False) -> "Steps[retinaface.Detections]":
         c = self.config
+        size, buffers = (c.redetect_size, self._small_input) if small else (c.detector_size, self._detector_input)
         with timer.stage("preprocess"):
             image, order = colour_view(frame)
-        size, buffers = (c.redetect_size, self._small_input) if small else (c.detector_size, self._detector_input)
-        return retinaface.detect(self.detector, image, size, c.score_threshold, c.nms_threshold,
-                                 c.max_faces, timer, order, buffers)
+            tensor, lb = retinaface.prepare_input(image, size, order, buffers)
+        out = yield ModelCall("detector", self.detector, {retinaface.INPUT_NAME: tensor}, DETECTOR_OUTPUTS)
+        with timer.stage("postprocess"):
+            return retinaface.decode(out[retinaface.LOC], out[retinaface.CONF], out[retinaface.LANDMARKS],
+                                     retinaface.anchors_for(lb.input_size), c.score_threshold, c.nms_threshold,
+                                     c.max_faces, lb)
 
-    def _run_mesh(self, frame: Frame, rois: list[face_mesh.Roi], timer: FrameTimer) -> tuple[np.ndarray, np.ndarray]:
+    def _run_mesh(self, frame: Frame, rois: list[face_mesh.Roi], timer: FrameTimer) -> "Steps[tuple[np.ndarray, np.ndarray]]":
         with timer.stage("preprocess"):
             image, order = colour_view(frame)
             crops = face_mesh.crop_batch(image, rois, channel_order=order)
-        with timer.stage("mesh"):
-            out = self.mesh.run({face_mesh.INPUT_NAME: crops})
+        out = yield ModelCall("mesh", self.mesh, {face_mesh.INPUT_NAME: crops})
         with timer.stage("postprocess"):
             return face_mesh.decode(out[face_mesh.LANDMARKS], out[face_mesh.FACE_FLAG], rois)
 
-    def _run_emotion(self, frame: Frame, faces: list[Face], timer: FrameTimer) -> None:
+    def _run_emotion(self, frame: Frame, faces: list[Face], timer: FrameTimer) -> "Steps[None]":
         with timer.stage("preprocess"):
             image, order = colour_view(frame)
             crops = emotion_model.crop_faces(image, np.stack([f.box for f in faces]), order)
-        with timer.stage("emotion"):
-            scores = self.emotion.run({emotion_model.INPUT_NAME: crops})[emotion_model.OUTPUT_NAME]
+        out = yield ModelCall("emotion", self.emotion, {emotion_model.INPUT_NAME: crops})
         with timer.stage("postprocess"):
-            for face, (label, probs) in zip(faces, emotion_model.decode(scores)):
+            for face, (label, probs) in zip(faces, emotion_model.decode(out[emotion_model.OUTPUT_NAME])):
                 face.emotion, face.emotion_scores = label, probs
 
     # ------------------------------------------------------------------------------------------ frame
-    def _track(self, frame: Frame, timer: FrameTimer) -> list[Face] | None:
+    def _track(self, frame: Frame, timer: FrameTimer) -> "Steps[list[Face] | None]":
         """Faces from the tracked ROIs, or None when a face was lost (the caller then detects)."""
-        points, conf = self._run_mesh(frame, [t.roi for t in self._tracks], timer)
+        points, conf = yield from self._run_mesh(frame, [t.roi for t in self._tracks], timer)
         if (conf < self.config.mesh_min_confidence).any():
             return None
         return [_tracked_face(t, pts, float(cf)) for t, pts, cf in zip(self._tracks, points, conf)]
 
-    def _small_pass(self, frame: Frame, timer: FrameTimer) -> tuple[list[Face], list[_Track | None]] | None:
+    def _small_pass(self, frame: Frame, timer: FrameTimer) -> "Steps[tuple[list[Face], list[_Track | None]] | None]":
         """A scheduled re-detection at ``redetect_size``: detected faces (ids continued by overlap) plus the
         tracked faces it did not find, tracked on; the mesh runs once over both. None when a kept face was lost
         (the caller then detects at full size). Returns the faces and, per face, the track it continues
         untouched (None: made from this detection)."""
         try:
-            dets = self._detect(frame, timer, small=True)
+            dets = yield from self._detect(frame, timer, small=True)
         except BackendError as e:  # e.g. a TensorRT engine built for the full size only
             self._small_pass_off = f"the detector does not take {self.config.redetect_size}: {e}"
             log.warning("scheduled re-detections stay at the full detector size: %s", self._small_pass_off)
@@ -291,7 +365,7 @@ class FacePipeline:
         rois = [face_mesh.roi_from_detection(f.box, f.keypoints) for f in detected] + [t.roi for t in kept]
         if not rois:
             return [], []
-        points, conf = self._run_mesh(frame, rois, timer)
+        points, conf = yield from self._run_mesh(frame, rois, timer)
         if (conf[len(detected):] < self.config.mesh_min_confidence).any():
             return None
         for f, pts, cf in zip(detected, points, conf):
@@ -300,12 +374,12 @@ class FacePipeline:
                                                                           conf[len(detected):])]
         return detected + tracked, [None] * len(detected) + kept
 
-    def _detect_faces(self, frame: Frame, timer: FrameTimer) -> list[Face]:
-        dets = self._detect(frame, timer)
+    def _detect_faces(self, frame: Frame, timer: FrameTimer) -> "Steps[list[Face]]":
+        dets = yield from self._detect(frame, timer)
         faces = [Face(b, float(s), k) for b, s, k in zip(dets.boxes, dets.scores, dets.keypoints)]
         if self.mesh is not None and faces:
             rois = [face_mesh.roi_from_detection(f.box, f.keypoints) for f in faces]
-            points, conf = self._run_mesh(frame, rois, timer)
+            points, conf = yield from self._run_mesh(frame, rois, timer)
             for f, pts, cf in zip(faces, points, conf):
                 f.mesh, f.mesh_confidence = pts, float(cf)
         return faces
@@ -343,29 +417,35 @@ class FacePipeline:
     def process(self, frame: Frame, timer: FrameTimer | None = None) -> FaceFrameResult:
         """Faces of one frame in original image pixels; ``timer`` may already hold the node's decode time."""
         timer = timer or FrameTimer()
+        return run_steps(self.steps(frame, timer), timer)
+
+    def steps(self, frame: Frame, timer: FrameTimer) -> "Steps[FaceFrameResult]":
+        """:meth:`process` as a generator of the model calls it needs (yields :class:`ModelCall`, is sent each
+        call's outputs, returns the result): the one implementation of a frame, run alone by :meth:`process` or
+        batched with other cameras' frames by :func:`edge_infer.pipeline.face_batch.process_frames`."""
         c = self.config
         faces: list[Face] | None = None
         sources: list[_Track | None] = []
         detector_ran = False
         if c.tracking and self.mesh is not None and self._tracks:
             if self._since_detect < c.detect_every - 1:
-                faces = self._track(frame, timer)
+                faces = yield from self._track(frame, timer)
                 sources = list(self._tracks)
             elif self._small_pass_due():
                 detector_ran = True
-                small = self._small_pass(frame, timer)
+                small = yield from self._small_pass(frame, timer)
                 if small is not None:
                     faces, sources = small
                     self._small_passes += 1
                     self._since_detect = -1  # the next schedule counts from this detection
         if faces is None:
-            faces = self._detect_faces(frame, timer)
+            faces = yield from self._detect_faces(frame, timer)
             sources = [None] * len(faces)
             self._assign_ids(faces)
             self._since_detect, self._small_passes, detector_ran = -1, 0, True
         self._since_detect += 1
         if self.emotion is not None and faces:
-            self._run_emotion(frame, faces, timer)
+            yield from self._run_emotion(frame, faces, timer)
         if c.tracking:
             self._update_tracks(faces, sources)
         self._previous = [(f.id, f.box) for f in faces]

@@ -59,6 +59,8 @@ JSON_SCHEMA = {
         "schema": {"const": SCHEMA},
         "version": {"const": VERSION},
         "header": _HEADER,
+        # optional (added within version 1): the node's camera the frame came from ('' = the node's own topic)
+        "camera": {"type": "string"},
         "image": {"type": "object", "required": ["width", "height"],
                   "properties": {"width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1}}},
         "backend": {"type": "string"},
@@ -126,7 +128,8 @@ def _fatigue(face: Face) -> dict | None:
 
 
 def face_result_to_dict(result: FaceFrameResult, stamp_sec: int, stamp_nanosec: int, frame_id: str,
-                        backend: str, latency_ms: dict[str, float]) -> dict:
+                        backend: str, latency_ms: dict[str, float], camera: str = "") -> dict:
+    """One ``~/faces`` message; ``camera``: the node's camera the frame came from ('' = the node's own topic)."""
     faces = []
     for f in result.faces:
         faces.append({
@@ -146,6 +149,7 @@ def face_result_to_dict(result: FaceFrameResult, stamp_sec: int, stamp_nanosec: 
         "schema": SCHEMA,
         "version": VERSION,
         "header": {"stamp": {"sec": int(stamp_sec), "nanosec": int(stamp_nanosec)}, "frame_id": frame_id},
+        "camera": camera,
         "image": {"width": result.width, "height": result.height},
         "backend": backend,
         "detector_ran": result.detector_ran,

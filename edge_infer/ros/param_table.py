@@ -93,6 +93,18 @@ def _fatigue_params() -> tuple[Param, ...]:
 
 FACE_NODE = "face_pipeline"
 FACE_PARAMS: tuple[Param, ...] = _COMMON + (
+    Param("cameras", [""], "Cameras this node serves, one copy of the models for all: [''] = one camera on the "
+          "node's own topics (image, camera_info; ~/detections...); [head, left] = head/image, head/camera_info -> "
+          "~/head/detections... (names: ROS name tokens, at most 8). Live: cameras are added or removed without a "
+          "restart."),
+    Param("batching", "auto", "Run the models once on the waiting frames of all cameras (one detector call, one "
+          "mesh call over all faces...): always | never (one camera per round) | auto (always when a model runs on a "
+          "GPU, never on a CPU, where it measured slower and larger: README 'Several cameras').",
+          choices=("auto", "always", "never")),
+    Param("batch_timeout_ms", 0.0, "How long a frame may wait for frames of the other sending cameras to batch "
+          "with (0 = never: latency first).", float_range=(0.0, 1000.0)),
+    Param("workers", 0, "Worker threads taking frames side by side (a camera in one worker's hands at a time; the "
+          "models shared); 0 = one per CPU core.", read_only=True, int_range=(0, 8)),
     Param("backend", "auto", "Inference runtime; auto = TensorRT with a GPU, else ONNX Runtime with the face mesh "
           "under LiteRT/XNNPACK (2.5x faster on a CPU, bench pipeline).", read_only=True, choices=ONNX_BACKEND_NAMES),
     Param("providers", ["cpu"], "ONNX Runtime execution providers, in order (cpu, cuda, tensorrt).", read_only=True),

@@ -26,6 +26,7 @@ All CUDA calls go through :mod:`edge_infer.backends.tensorrt.cuda`; tensorrt is 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -89,6 +90,9 @@ class TensorRTBackend(Backend):
 
         self._graphs: dict[tuple, Any] = {}
         self.buffers: dict[str, Any] = {}
+        # one execution context, one set of device buffers: runs from several threads (the face node's workers,
+        # one per CPU core, share the models) take turns
+        self._lock = threading.Lock()
         self.stream = self.context = self.engine = None
         self.dev = open_device(device, cuda_layer)  # clear CudaUnavailable when no CUDA layer / GPU
         try:
@@ -201,6 +205,10 @@ class TensorRTBackend(Backend):
         return int(np.prod(shape)) * self.buffers[name].dtype.itemsize
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run(feeds, output_names)
+
+    def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         if self.context is None:
             raise BackendError(f"{self.model_path}: this TensorRT backend is closed")
         self.check_feeds(feeds)

@@ -6,11 +6,18 @@ tracked, so the number of publishers follows the faces in view (bounded by ``max
 people come and go over hours. A per-face message is built only while someone subscribes to its topic
 (``cropped`` / ``aligned`` are images: they are the reason for this rule). QoS: reliable, keep last 1, as
 ROS4HRI's own face node (hri_face_detect) publishes them.
+
+One node, several cameras, one graph: ``tracked`` always lists the faces of every camera (libhri reads it as the
+complete set of the robot's faces), each camera's part being its latest processed frame. A camera whose frames
+stop (its driver died, it was removed) has its faces dropped after ``stale_after_s``, so a consumer never holds
+faces that nobody sees. A camera slower than that gets longer (3 of its frame intervals), so its faces do not flip
+between lost and new between two of its frames.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from hri_msgs.msg import Expression, FacialLandmarks, IdsList, NormalizedPointOfInterest2D, NormalizedRegionOfInterest2D
@@ -25,6 +32,9 @@ from edge_infer.ros.output_publisher import output_publisher
 
 NAMESPACE = "/humans/faces"
 DEPTH = 1
+#: a camera's faces leave ``tracked`` when it has had no processed frame for this long (or 3 of its intervals)
+STALE_AFTER_S = 2.0
+STALE_INTERVALS = 3
 
 
 def roi_msg(header, face: Face, width: int, height: int) -> NormalizedRegionOfInterest2D:
@@ -68,8 +78,14 @@ class Ros4HriOutputs:
         self.node, self.publish_cropped, self.face_size, self.namespace = node, publish_cropped, face_size, namespace
         self.tracked_pub = output_publisher(node, IdsList, f"{namespace}/tracked", DEPTH)
         self._faces: dict[str, _FacePublishers] = {}
+        self._camera_ids: dict[str, list[str]] = {}  # camera -> ids of its latest processed frame
+        self._camera_seen: dict[str, float] = {}  # camera -> monotonic time of that frame
+        self._camera_interval: dict[str, float] = {}  # camera -> time between its last two processed frames
         self._frame_id = ""  # the last input's frame: the closing empty list is in the same frame
         self._lock = threading.Lock()  # publish() runs on the node's worker thread, close() on another
+
+    def _all_ids(self) -> list[str]:
+        return [i for ids in self._camera_ids.values() for i in ids]
 
     @property
     def face_ids(self) -> list[str]:
@@ -103,13 +119,20 @@ class Ros4HriOutputs:
             self._faces[new] = self._create(new)
         return dict(self._faces)
 
-    def publish(self, header, result: FaceFrameResult, frame: Frame | None = None) -> None:
-        """All ROS4HRI messages of one frame. ``frame``: the input image (for cropped/aligned; None: skip them)."""
-        ids = [f.id for f in result.faces]
+    def publish(self, header, result: FaceFrameResult, frame: Frame | None = None, camera: str = "") -> None:
+        """All ROS4HRI messages of one frame of ``camera``. ``frame``: the input image (for cropped/aligned; None:
+        skip them). ``tracked`` lists this frame's faces and the other cameras' current ones."""
         with self._lock:
+            self._camera_ids[camera] = [f.id for f in result.faces]
+            now = time.monotonic()
+            if camera in self._camera_seen:
+                self._camera_interval[camera] = now - self._camera_seen[camera]
+            self._camera_seen[camera] = now
+            ids = self._all_ids()
             pubs = self._sync(ids)
             self._frame_id = header.frame_id
-        self.tracked_pub.publish(IdsList(header=header, ids=ids))
+            # in the lock: with several workers, the lists go out in the order they were made
+            self.tracked_pub.publish(IdsList(header=header, ids=ids))
         w, h = result.width, result.height
         for face in result.faces:
             p = pubs[face.id]
@@ -133,12 +156,41 @@ class Ros4HriOutputs:
             p.aligned.publish(image_to_msg(hri_mapping.warp_face(frame.rgb(), m, size), "rgb8", header.frame_id,
                                            header.stamp))
 
+    def end_camera(self, camera: str) -> bool:
+        """``camera`` has no faces any more (removed, or its frames stopped): ``tracked`` is published without
+        them and their publishers are destroyed. True when it had faces listed."""
+        with self._lock:
+            gone = self._camera_ids.pop(camera, [])
+            self._camera_seen.pop(camera, None)
+            self._camera_interval.pop(camera, None)
+            if not gone:
+                return False
+            ids = self._all_ids()
+            self._sync(ids)
+            frame_id = self._frame_id
+        msg = IdsList(ids=ids)
+        msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), frame_id
+        self.tracked_pub.publish(msg)
+        return True
+
+    def expire(self, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+        """End the cameras whose latest processed frame is older than ``stale_after_s`` (or 3 of the camera's
+        frame intervals, whichever is longer); returns their names."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [c for c, t in self._camera_seen.items()
+                     if now - t > max(stale_after_s, STALE_INTERVALS * self._camera_interval.get(c, 0.0))]
+        return [c for c in stale if self.end_camera(c)]
+
     def end_stream(self) -> None:
         """No more frames (the node deactivates): every face is gone. Publishes an empty ``tracked`` list (a
         ROS4HRI consumer drops the people it holds) and destroys the per-face publishers, so ``ros2 node info``
         no longer lists topics of faces that are not there. Called after the worker stopped."""
         with self._lock:
             had_faces = bool(self._faces)
+            self._camera_ids.clear()
+            self._camera_seen.clear()
+            self._camera_interval.clear()
             self._sync([])
             frame_id = self._frame_id
         if had_faces or frame_id:
