@@ -216,6 +216,41 @@ def test_namespace_remaps_and_overrides_and_a_second_sigint(ros, launch_pipeline
     _assert_stopped_cleanly(run, elapsed, {"face_pipeline_node", "audio_node"})
 
 
+def test_cameras_argument_gives_one_node_several_cameras(ros, launch_pipeline, astronaut_rgb):
+    """`ros2 launch edge_infer pipeline.launch.py cameras:=[head,left]` (README "Several cameras"): one face
+    node whose parameter is the list, answering each camera on its own topic."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from edge_infer.ros.image_conversion import image_to_msg
+
+    run = launch_pipeline("cameras:=[head,left]", "enable_audio:=false", "backend:=onnxruntime", "dds_profile:=none")
+    with _client("launch_cameras_client") as client:
+        assert get_state(client, "/face_pipeline", timeout=60) == "active", run.output
+        assert get_parameters(client, "/face_pipeline", ["cameras"]) == {"cameras": ["head", "left"]}
+        answers: dict[str, list] = {"head": [], "left": []}
+        cameras = {}
+        for name in answers:
+            client.create_subscription(String, f"/face_pipeline/{name}/faces",
+                                       lambda m, name=name: answers[name].append(json.loads(m.data)), 10)
+            cameras[name] = client.create_publisher(Image, f"/{name}/image",
+                                                    QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        assert wait_for(lambda: all(c.get_subscription_count() == 1 for c in cameras.values()), timeout=20), run.output
+        deadline = time.monotonic() + 40
+        while not all(answers.values()) and time.monotonic() < deadline:  # the first frames may precede the match
+            for name, camera in cameras.items():
+                camera.publish(image_to_msg(astronaut_rgb, "rgb8", f"{name}_optical", client.get_clock().now().to_msg()))
+            wait_for(lambda: all(answers.values()), timeout=1.0)
+        for name, docs in answers.items():
+            assert docs, (name, run.output)
+            assert docs[-1]["camera"] == name and docs[-1]["header"]["frame_id"] == f"{name}_optical"
+            assert len(docs[-1]["faces"]) == 1
+        assert answers["head"][-1]["faces"][0]["id"] != answers["left"][-1]["faces"][0]["id"]
+    elapsed = run.interrupt()
+    _assert_stopped_cleanly(run, elapsed, {"face_pipeline_node"})
+
+
 def test_autostart_false_waits_for_the_lifecycle_services(ros, launch_pipeline):
     """autostart:=false: the nodes wait unconfigured (no models loaded) until `ros2 lifecycle set` (the
     services) configures and activates them."""

@@ -80,6 +80,8 @@ NO_ROSDEP_KEY: dict[str, str] = {
     "keras": "pip only (offline reference, workstation)",
     "h5py": "offline Keras import only (workstation)",
     "mediapipe": "the benchmark's peer, its own venv (requirements-bench.txt), never the product's",
+    "psutil": "benchmarks only (edge-infer bench cameras: node RSS/CPU), pip; the nodes never import it "
+              "(python3-psutil not confirmed in " + PYTHON_YAML + ")",
     "tensorrt": "comes with JetPack (python3-libnvinfer)",
     "pycuda": "comes with JetPack / pip, TensorRT backend only",
     "cuda": "cuda-python (pip install .[cuda12]), TensorRT backend only",
