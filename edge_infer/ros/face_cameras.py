@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 
 from edge_infer.pipeline.cameras import camera_topic
 from edge_infer.pipeline.face_pipeline import FacePipeline
 from edge_infer.pipeline.face_signals import FaceSignals
 from edge_infer.pipeline.stream_health import HealthBounds, StreamHealth
+from edge_infer.ros.diagnostics import health_status
 
 
 @dataclass
@@ -60,9 +61,4 @@ class CameraStream:
 
     def status(self, node_name: str, hardware_id: str, bounds: HealthBounds, extra: dict[str, str]) -> DiagnosticStatus:
         """This camera's /diagnostics status (rates, latency, drops, losses, bad inputs by reason)."""
-        level, message, values = self.stats.snapshot(bounds)
-        status = DiagnosticStatus(name=f"{node_name}: face pipeline camera {self.name}", message=message,
-                                  hardware_id=hardware_id)
-        status.level = bytes([level])
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in {**extra, **values}.items()]
-        return status
+        return health_status(f"{node_name}: face pipeline camera {self.name}", hardware_id, self.stats, bounds, extra)

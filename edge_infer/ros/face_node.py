@@ -148,11 +148,9 @@ class FacePipelineNode(PipelineNode):
         with self._gate.change():  # between rounds
             if pipeline is not None:
                 pipeline.config = config
-            for camera in self.cameras.values():
-                if camera.pipeline is not None:
-                    camera.pipeline.config = config
-                    if changed & DETECTOR_PARAMS:
-                        camera.pipeline.reset()
+            for camera in self.cameras.values():  # each camera takes the node's config at its next frame
+                if camera.pipeline is not None and changed & DETECTOR_PARAMS:
+                    camera.pipeline.reset()
             if "cameras" in changed:
                 self._set_cameras(names)
             self._use(values)
